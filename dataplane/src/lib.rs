@@ -1,0 +1,9 @@
+//! Weir's dataplane: a shard-per-core reverse proxy for OpenAI-compatible traffic.
+//!
+//! The way of one request through a shard is in [`proxy`]; connections and HTTP/1.1
+//! framing in [`conn`] and [`http`]; configuration and the compiled snapshot in
+//! [`config`]; upstream connection pools in [`upstream`]; shards, listeners and
+//! shutdown in [`server`].
+
+pub mod error;
+pub mod http;
