@@ -7,3 +7,5 @@
 
 pub mod error;
 pub mod http;
+pub mod config;
+pub mod scan;
