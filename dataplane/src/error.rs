@@ -169,6 +169,12 @@ impl Error {
 /// Writes `s` as a JSON string literal (quotes included), escaping what JSON requires.
 pub fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
     out.push(b'"');
+    write_json_escaped(out, s);
+    out.push(b'"');
+}
+
+/// Writes the inside of a JSON string literal for `s` (no quotes).
+pub fn write_json_escaped(out: &mut Vec<u8>, s: &[u8]) {
     for &b in s {
         match b {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -185,7 +191,6 @@ pub fn write_json_string(out: &mut Vec<u8>, s: &[u8]) {
             _ => out.push(b),
         }
     }
-    out.push(b'"');
 }
 
 #[cfg(test)]

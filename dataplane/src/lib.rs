@@ -9,3 +9,8 @@ pub mod error;
 pub mod http;
 pub mod config;
 pub mod scan;
+pub mod conn;
+pub mod proxy;
+pub mod server;
+pub mod shard;
+pub mod upstream;

@@ -1,1 +1,103 @@
-fn main(){}
+//! `weir`: the dataplane binary.
+
+use clap::Parser;
+use std::process::ExitCode;
+use weir::config::{compile, Config};
+use weir::server::{allowed_cpus, Server};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Weir: a shard-per-core LLM gateway for OpenAI-compatible inference servers.
+#[derive(Parser, Debug)]
+#[command(name = "weir", version, about)]
+struct Cli {
+    /// Declarative config file (YAML or JSON).
+    #[arg(long, short, conflicts_with = "upstream")]
+    config: Option<std::path::PathBuf>,
+    /// Ad-hoc mode: forward everything to this server (`http://host:port`).
+    #[arg(long)]
+    upstream: Option<String>,
+    /// Listen address for the ad-hoc mode (overrides the config's listeners otherwise).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Number of shards (pinned executors); default: the config's, else all allowed CPUs.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// Validate the config and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("weir: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    let mut cfg = match (&cli.config, &cli.upstream) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            Config::from_yaml(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (None, Some(up)) => Config::ad_hoc(up, cli.listen.as_deref().unwrap_or("127.0.0.1:8080")),
+        (None, None) => {
+            return Err("give --config FILE, or --upstream http://HOST:PORT for the ad-hoc mode".into())
+        }
+    };
+    if let (Some(l), Some(_)) = (&cli.listen, &cli.config) {
+        cfg.listeners = vec![l.clone()];
+    }
+    let snapshot = compile(&cfg).map_err(|e| format!("invalid config: {e}"))?;
+    if cli.check {
+        println!("config ok");
+        return Ok(());
+    }
+    let shards = cli
+        .shards
+        .or(snapshot.shards)
+        .unwrap_or_else(|| allowed_cpus().len());
+    if shards == 0 {
+        return Err("--shards must be at least 1".into());
+    }
+    // Handlers are installed before the shards start, so no signal kills the process
+    // before draining is possible.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+    let server = Server::start(snapshot, shards).map_err(|e| e.to_string())?;
+    for a in &server.addrs {
+        println!("weir listening on http://{a} ({shards} shards)");
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "shutting down: draining in-flight requests");
+    }
+    // A second signal stops at once.
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            std::process::exit(130);
+        }
+    });
+    server.shutdown();
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! State owned by one shard (one pinned glommio executor). Nothing in here is shared
+//! mutably with other shards: `Rc`/`RefCell`/`Cell` only. What shards share lives in
+//! [`Shared`] and is read-mostly (the config snapshot through arc-swap, flags).
+
+use crate::config::Snapshot;
+use crate::scan::Scanner;
+use crate::upstream::Pools;
+use arc_swap::{ArcSwap, Cache};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::os::unix::io::RawFd;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Process-wide state, shared by all shards.
+pub struct Shared {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    /// Set by the signal handler: stop accepting, drain, exit.
+    pub shutdown: AtomicBool,
+    /// Shards whose listeners are up.
+    pub shards_up: AtomicUsize,
+    pub shard_count: usize,
+}
+
+impl Shared {
+    pub fn new(snapshot: Snapshot, shard_count: usize) -> Arc<Shared> {
+        Arc::new(Shared {
+            snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
+            shutdown: AtomicBool::new(false),
+            shards_up: AtomicUsize::new(0),
+            shard_count,
+        })
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutdown.load(Ordering::Relaxed)
+    }
+}
+
+/// A client connection as the shard sees it, so draining can close idle ones.
+pub struct ConnSlot {
+    pub fd: RawFd,
+    /// True while the connection waits for the first byte of its next request.
+    pub idle: Cell<bool>,
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub shared: Arc<Shared>,
+    cache: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
+    pub pools: Pools,
+    pub scanner: RefCell<Scanner>,
+    pub draining: Cell<bool>,
+    conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
+    next_conn: Cell<u64>,
+    request_seq: Cell<u64>,
+    id_prefix: u64,
+    round_robin: RefCell<Vec<usize>>,
+    buffers: RefCell<Vec<Vec<u8>>>,
+}
+
+/// Size of the per-request upstream read buffer.
+pub const IO_BUF: usize = 32 * 1024;
+const POOLED_BUFFERS: usize = 256;
+
+impl Shard {
+    pub fn new(id: usize, shared: Arc<Shared>) -> Shard {
+        let cache = Cache::new(Arc::clone(&shared.snapshot));
+        Shard {
+            id,
+            shared,
+            cache: RefCell::new(cache),
+            pools: Pools::default(),
+            scanner: RefCell::new(Scanner::new()),
+            draining: Cell::new(false),
+            conns: RefCell::new(HashMap::new()),
+            next_conn: Cell::new(0),
+            request_seq: Cell::new(0),
+            id_prefix: random_u64() ^ ((id as u64) << 56),
+            round_robin: RefCell::new(Vec::new()),
+            buffers: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The current snapshot; a request loads it once and keeps it to the end.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        Arc::clone(self.cache.borrow_mut().load())
+    }
+
+    pub fn register(&self, fd: RawFd) -> (u64, Rc<ConnSlot>) {
+        let id = self.next_conn.get();
+        self.next_conn.set(id + 1);
+        let slot = Rc::new(ConnSlot {
+            fd,
+            idle: Cell::new(false),
+        });
+        self.conns.borrow_mut().insert(id, Rc::clone(&slot));
+        (id, slot)
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.conns.borrow_mut().remove(&id);
+    }
+
+    pub fn open_connections(&self) -> usize {
+        self.conns.borrow().len()
+    }
+
+    /// Closes the read side of connections waiting for a request, so their pending read
+    /// ends at once; busy ones finish their response and close themselves.
+    pub fn close_idle_connections(&self) {
+        for slot in self.conns.borrow().values() {
+            if slot.idle.get() {
+                // SAFETY: the fd stays owned by its connection task; shutdown does not close it.
+                unsafe { libc::shutdown(slot.fd, libc::SHUT_RD) };
+            }
+        }
+    }
+
+    /// A new request id: 32 hex digits, unique per process run with high probability.
+    pub fn next_request_id(&self, out: &mut [u8; 32]) {
+        let seq = self.request_seq.get().wrapping_add(1);
+        self.request_seq.set(seq);
+        hex16(self.id_prefix, &mut out[..16]);
+        hex16(seq, &mut out[16..]);
+    }
+
+    /// Round robin over `n` targets of upstream `idx`.
+    pub fn pick_target(&self, idx: usize, n: usize) -> usize {
+        let mut rr = self.round_robin.borrow_mut();
+        if rr.len() <= idx {
+            rr.resize(idx + 1, self.id);
+        }
+        let i = rr[idx] % n.max(1);
+        rr[idx] = rr[idx].wrapping_add(1);
+        i
+    }
+
+    /// A cleared I/O buffer of [`IO_BUF`] bytes, reused across requests.
+    pub fn take_buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| vec![0; IO_BUF])
+    }
+
+    pub fn give_buffer(&self, mut buf: Vec<u8>) {
+        let mut pool = self.buffers.borrow_mut();
+        if pool.len() < POOLED_BUFFERS && buf.capacity() <= 4 * IO_BUF {
+            buf.resize(IO_BUF, 0);
+            pool.push(buf);
+        }
+    }
+}
+
+fn hex16(v: u64, out: &mut [u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for (i, o) in out.iter_mut().enumerate().take(16) {
+        *o = HEX[((v >> (60 - 4 * i)) & 15) as usize];
+    }
+}
+
+fn random_u64() -> u64 {
+    let mut v = 0u64;
+    // SAFETY: writes at most 8 bytes into `v`.
+    let n = unsafe { libc::getrandom((&mut v as *mut u64).cast(), 8, 0) };
+    if n != 8 {
+        // No entropy source: fall back to time and pid, still unique per run.
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        v = t ^ u64::from(std::process::id()).rotate_left(32);
+    }
+    v
+}
