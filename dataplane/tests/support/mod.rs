@@ -1,0 +1,503 @@
+//! Integration-test harness: a real `weir` process on port 0, a scriptable upstream on
+//! real sockets (it can delay, stream, stall, drop and reset), and a small raw client.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- gateway
+
+pub struct Gateway {
+    pub child: Child,
+    pub addr: SocketAddr,
+    config_path: std::path::PathBuf,
+}
+
+static CONFIG_SEQ: AtomicUsize = AtomicUsize::new(0);
+
+impl Gateway {
+    /// Starts `weir --config` with `yaml` (its listener must be 127.0.0.1:0).
+    pub fn start(yaml: &str, shards: usize) -> Gateway {
+        let n = CONFIG_SEQ.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("weir-test-{}-{n}.yaml", std::process::id()));
+        std::fs::write(&path, yaml).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--shards")
+            .arg(shards.to_string())
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("weir did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        Gateway {
+            child,
+            addr,
+            config_path: path,
+        }
+    }
+
+    /// A gateway with one route for everything to `upstream`, with extra upstream YAML
+    /// (e.g. timeouts) and extra top-level YAML.
+    pub fn to(upstream: SocketAddr) -> Gateway {
+        Gateway::with(upstream, "", "")
+    }
+
+    pub fn with(upstream: SocketAddr, upstream_extra: &str, top_extra: &str) -> Gateway {
+        let yaml = format!(
+            "listeners: [\"127.0.0.1:0\"]\nupstreams:\n  - name: up\n    targets: [\"http://{upstream}\"]\n{upstream_extra}\nroutes:\n  - path_prefix: /\n    upstream: up\n{top_extra}\n"
+        );
+        Gateway::start(&yaml, 1)
+    }
+
+    pub fn signal(&self, sig: i32) {
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.config_path);
+    }
+}
+
+// ---------------------------------------------------------------- upstream
+
+#[derive(Debug, Clone, Default)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Which upstream connection (0-based, in accept order) carried it.
+    pub conn: usize,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_count(&self, name: &str) -> usize {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .count()
+    }
+}
+
+/// What the handler wants done with the connection after it wrote its response.
+pub enum After {
+    KeepAlive,
+    Close,
+    /// Close with RST (SO_LINGER 0).
+    Reset,
+}
+
+type Handler = dyn Fn(&Recorded, &mut TcpStream) -> After + Send + Sync;
+
+/// A scriptable HTTP/1.1 upstream on a real socket, one thread per connection.
+pub struct Upstream {
+    pub addr: SocketAddr,
+    pub requests: Arc<Mutex<Vec<Recorded>>>,
+    pub connections: Arc<AtomicUsize>,
+    /// Connections whose peer (weir) closed them, observed by a read returning EOF or
+    /// a write failing.
+    pub peer_closed: Arc<AtomicUsize>,
+}
+
+impl Upstream {
+    pub fn start(handler: impl Fn(&Recorded, &mut TcpStream) -> After + Send + Sync + 'static) -> Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let peer_closed = Arc::new(AtomicUsize::new(0));
+        let handler: Arc<Handler> = Arc::new(handler);
+        let (r, c, p) = (requests.clone(), connections.clone(), peer_closed.clone());
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let conn = c.fetch_add(1, Ordering::SeqCst);
+                let (r, p, h) = (r.clone(), p.clone(), handler.clone());
+                thread::spawn(move || serve_upstream_conn(stream, conn, &r, &p, &*h));
+            }
+        });
+        Upstream {
+            addr,
+            requests,
+            connections,
+            peer_closed,
+        }
+    }
+
+    /// Answers every request with 200 and a small JSON body.
+    pub fn ok() -> Upstream {
+        Upstream::start(|_, s| {
+            respond(s, 200, &[("content-type", "application/json")], br#"{"ok":true}"#);
+            After::KeepAlive
+        })
+    }
+
+    /// Echoes the request body back.
+    pub fn echo() -> Upstream {
+        Upstream::start(|req, s| {
+            respond(s, 200, &[("content-type", "application/json")], &req.body);
+            After::KeepAlive
+        })
+    }
+
+    pub fn recorded(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    pub fn last(&self) -> Recorded {
+        self.recorded().pop().expect("no request reached the upstream")
+    }
+
+    pub fn wait_peer_closed(&self, n: usize, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.peer_closed.load(Ordering::SeqCst) >= n {
+                return true;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+fn serve_upstream_conn(
+    mut stream: TcpStream,
+    conn: usize,
+    requests: &Mutex<Vec<Recorded>>,
+    peer_closed: &AtomicUsize,
+    handler: &Handler,
+) {
+    let mut buf = Vec::new();
+    loop {
+        let Some(req) = read_request(&mut stream, &mut buf, conn) else {
+            peer_closed.fetch_add(1, Ordering::SeqCst);
+            return;
+        };
+        requests.lock().unwrap().push(req.clone());
+        match handler(&req, &mut stream) {
+            After::KeepAlive => {}
+            After::Close => return,
+            After::Reset => {
+                reset(&stream);
+                return;
+            }
+        }
+    }
+}
+
+/// Closes with an RST instead of a FIN.
+pub fn reset(stream: &TcpStream) {
+    use std::os::unix::io::AsRawFd;
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as u32,
+        );
+    }
+}
+
+fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Option<Recorded> {
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 128];
+        let mut req = httparse::Request::new(&mut headers);
+        if let Ok(httparse::Status::Complete(n)) = req.parse(buf) {
+            let headers: Vec<(String, String)> = req
+                .headers
+                .iter()
+                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .collect();
+            let len: usize = headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                .map(|(_, v)| v.parse().unwrap())
+                .unwrap_or(0);
+            let method = req.method.unwrap().to_string();
+            let path = req.path.unwrap().to_string();
+            while buf.len() < n + len {
+                let mut tmp = [0u8; 65536];
+                let k = stream.read(&mut tmp).ok()?;
+                if k == 0 {
+                    return None;
+                }
+                buf.extend_from_slice(&tmp[..k]);
+            }
+            let body = buf[n..n + len].to_vec();
+            buf.drain(..n + len);
+            return Some(Recorded {
+                method,
+                path,
+                headers,
+                body,
+                conn,
+            });
+        }
+        let mut tmp = [0u8; 65536];
+        let k = stream.read(&mut tmp).ok()?;
+        if k == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&tmp[..k]);
+    }
+}
+
+/// Writes a complete Content-Length response.
+pub fn respond(s: &mut TcpStream, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+    let mut out = format!("HTTP/1.1 {status} X\r\ncontent-length: {}\r\n", body.len());
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(body);
+    let _ = s.write_all(&bytes);
+}
+
+/// Writes the head of a chunked SSE response.
+pub fn sse_head(s: &mut TcpStream) -> std::io::Result<()> {
+    s.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\n\r\n")
+}
+
+/// Writes one SSE event as one HTTP chunk.
+pub fn sse_event(s: &mut TcpStream, data: &str) -> std::io::Result<()> {
+    let ev = format!("data: {data}\n\n");
+    s.write_all(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes())
+}
+
+pub fn sse_end(s: &mut TcpStream) -> std::io::Result<()> {
+    sse_event(s, "[DONE]")?;
+    s.write_all(b"0\r\n\r\n")
+}
+
+// ---------------------------------------------------------------- client
+
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.stream.write_all(raw).unwrap();
+    }
+
+    fn fill(&mut self) -> bool {
+        let mut tmp = [0u8; 65536];
+        match self.stream.read(&mut tmp) {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.buf.extend_from_slice(&tmp[..n]);
+                true
+            }
+        }
+    }
+
+    /// Reads one response head; `None` when the connection closed first.
+    pub fn read_head(&mut self) -> Option<(u16, Vec<(String, String)>)> {
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; 64];
+            let mut resp = httparse::Response::new(&mut headers);
+            if let Ok(httparse::Status::Complete(n)) = resp.parse(&self.buf) {
+                let status = resp.code.unwrap();
+                let hs = resp
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.to_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .collect();
+                self.buf.drain(..n);
+                return Some((status, hs));
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads one full response (skipping 100 Continue); `None` on EOF before it.
+    pub fn read_response(&mut self) -> Option<Response> {
+        let (status, headers) = loop {
+            let (s, h) = self.read_head()?;
+            if s != 100 {
+                break (s, h);
+            }
+        };
+        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let body = if get("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                let line = self.read_line()?;
+                let size = usize::from_str_radix(line.trim(), 16).ok()?;
+                if size == 0 {
+                    self.read_line()?;
+                    break;
+                }
+                while self.buf.len() < size + 2 {
+                    if !self.fill() {
+                        return None;
+                    }
+                }
+                body.extend_from_slice(&self.buf[..size]);
+                self.buf.drain(..size + 2);
+            }
+            body
+        } else if let Some(len) = get("content-length") {
+            let len: usize = len.parse().unwrap();
+            while self.buf.len() < len {
+                if !self.fill() {
+                    return None;
+                }
+            }
+            self.buf.drain(..len).collect()
+        } else {
+            while self.fill() {}
+            std::mem::take(&mut self.buf)
+        };
+        Some(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// Reads a CRLF-terminated line.
+    pub fn read_line(&mut self) -> Option<String> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.buf[..i]).into_owned();
+                self.buf.drain(..i + 2);
+                return Some(line);
+            }
+            if !self.fill() {
+                return None;
+            }
+        }
+    }
+
+    /// Reads the next chunk of a chunked body; `None` at the end or on EOF.
+    pub fn read_chunk(&mut self) -> Option<Vec<u8>> {
+        let line = self.read_line()?;
+        let size = usize::from_str_radix(line.trim(), 16).ok()?;
+        if size == 0 {
+            return None;
+        }
+        while self.buf.len() < size + 2 {
+            if !self.fill() {
+                return None;
+            }
+        }
+        let data = self.buf[..size].to_vec();
+        self.buf.drain(..size + 2);
+        Some(data)
+    }
+
+    /// True when the server closed the connection (EOF) within `within`.
+    pub fn closed_within(&mut self, within: Duration) -> bool {
+        self.stream.set_read_timeout(Some(within)).unwrap();
+        let mut tmp = [0u8; 1024];
+        loop {
+            match self.stream.read(&mut tmp) {
+                Ok(0) => return true,
+                Ok(n) => self.buf.extend_from_slice(&tmp[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+}
+
+/// One request on a fresh connection.
+pub fn request(addr: SocketAddr, raw: &[u8]) -> Option<Response> {
+    let mut c = Client::connect(addr);
+    c.send(raw);
+    c.read_response()
+}
+
+pub fn post_json(path: &str, body: &str) -> Vec<u8> {
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+pub fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").into_bytes()
+}
