@@ -18,6 +18,10 @@ use std::time::{Duration, Instant};
 const INITIAL_READ_BUF: usize = 8 * 1024;
 /// Bodies up to this size keep their buffer between requests; larger ones free it.
 const KEEP_BODY_CAPACITY: usize = 1024 * 1024;
+/// Lingering close after an error: per-read wait, total time, and bytes discarded.
+const LINGER_READ: Duration = Duration::from_millis(500);
+const LINGER_TOTAL: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 4 * 1024 * 1024;
 
 struct Conn {
     stream: TcpStream,
@@ -302,11 +306,33 @@ impl Conn {
         Ok(())
     }
 
-    /// Writes an error response; false when the client is gone.
+    /// Writes an error response; false when the client is gone. When closing, the
+    /// close lingers so the client can read the error.
     async fn reply_error(&mut self, e: &Error, request_id: &[u8], close: bool) -> bool {
         let mut out = Vec::with_capacity(256);
         e.write_response(request_id, close, &mut out);
-        self.stream.write_all(&out).await.is_ok()
+        let ok = self.stream.write_all(&out).await.is_ok();
+        if ok && close {
+            self.linger().await;
+        }
+        ok
+    }
+
+    /// Closing a socket with unread input makes the kernel send RST, which can destroy
+    /// the error response before the client reads it (a 413 while the client is still
+    /// uploading). So: half-close, then read and discard for a short while (nginx's
+    /// lingering close).
+    async fn linger(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write).await;
+        let _ = self.stream.set_read_timeout(Some(LINGER_READ));
+        let deadline = Instant::now() + LINGER_TOTAL;
+        let mut discarded = 0usize;
+        while Instant::now() < deadline && discarded < LINGER_MAX_BYTES {
+            match self.stream.read(&mut self.rbuf[..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => discarded += n,
+            }
+        }
     }
 
     async fn health(&mut self, shard: &Shard, keep_alive: bool) -> bool {

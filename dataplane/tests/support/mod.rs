@@ -124,6 +124,8 @@ pub enum After {
     Close,
     /// Close with RST (SO_LINGER 0).
     Reset,
+    /// The handler saw the peer (weir) go away: counted in `peer_closed`.
+    PeerGone,
 }
 
 type Handler = dyn Fn(&Recorded, &mut TcpStream) -> After + Send + Sync;
@@ -218,6 +220,10 @@ fn serve_upstream_conn(
             After::Close => return,
             After::Reset => {
                 reset(&stream);
+                return;
+            }
+            After::PeerGone => {
+                peer_closed.fetch_add(1, Ordering::SeqCst);
                 return;
             }
         }
