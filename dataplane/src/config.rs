@@ -352,7 +352,9 @@ fn parse_target(s: &str) -> Result<Target, String> {
             "`{s}` must be host:port (a path prefix on targets is not supported)"
         ));
     }
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
         && !authority.ends_with(']')
     {
         authority.to_string()
@@ -379,7 +381,12 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
     for (i, l) in cfg.listeners.iter().enumerate() {
         let addr = l
             .to_socket_addrs()
-            .map_err(|e| cerr(format!("listeners[{i}]"), format!("invalid address `{l}`: {e}")))?
+            .map_err(|e| {
+                cerr(
+                    format!("listeners[{i}]"),
+                    format!("invalid address `{l}`: {e}"),
+                )
+            })?
             .next()
             .ok_or_else(|| cerr(format!("listeners[{i}]"), "resolved to no address"))?;
         listeners.push(addr);
@@ -389,12 +396,18 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
     }
     let l = cfg.limits;
     if l.max_head_bytes < 1024 || l.max_head_bytes > 1024 * 1024 {
-        return Err(cerr("limits.max_head_bytes", "must be between 1024 and 1048576"));
+        return Err(cerr(
+            "limits.max_head_bytes",
+            "must be between 1024 and 1048576",
+        ));
     }
     if l.max_headers == 0 || l.max_headers > crate::http::request::MAX_HEADERS_CAP {
         return Err(cerr(
             "limits.max_headers",
-            format!("must be between 1 and {}", crate::http::request::MAX_HEADERS_CAP),
+            format!(
+                "must be between 1 and {}",
+                crate::http::request::MAX_HEADERS_CAP
+            ),
         ));
     }
     let mut upstreams = Vec::new();
@@ -405,10 +418,16 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             return Err(cerr(format!("{path}.name"), "must not be empty"));
         }
         if by_name.insert(u.name.clone(), i).is_some() {
-            return Err(cerr(format!("{path}.name"), format!("duplicate upstream `{}`", u.name)));
+            return Err(cerr(
+                format!("{path}.name"),
+                format!("duplicate upstream `{}`", u.name),
+            ));
         }
         if u.targets.is_empty() {
-            return Err(cerr(format!("{path}.targets"), "at least one target is required"));
+            return Err(cerr(
+                format!("{path}.targets"),
+                "at least one target is required",
+            ));
         }
         let mut targets = Vec::new();
         for (j, t) in u.targets.iter().enumerate() {
@@ -420,7 +439,10 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             ("idle", u.timeouts.idle),
         ] {
             if d.is_zero() {
-                return Err(cerr(format!("{path}.timeouts.{field}"), "must be greater than 0"));
+                return Err(cerr(
+                    format!("{path}.timeouts.{field}"),
+                    "must be greater than 0",
+                ));
             }
         }
         upstreams.push(Upstream {
@@ -462,7 +484,10 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
     }
     for (from, to) in &cfg.model_aliases {
         if from.is_empty() || to.is_empty() {
-            return Err(cerr(format!("model_aliases.{from}"), "names must not be empty"));
+            return Err(cerr(
+                format!("model_aliases.{from}"),
+                "names must not be empty",
+            ));
         }
     }
     let routes_by_model = routes.iter().any(|r| !r.models.is_empty());
@@ -507,7 +532,12 @@ model_aliases:
         assert_eq!(snap.upstreams[0].targets.len(), 2);
         assert_eq!(snap.upstreams[0].timeouts.idle, Duration::from_millis(500));
         assert_eq!(snap.upstreams[0].targets[0].authority, "127.0.0.1:8001");
-        assert_eq!(snap.route(b"/v1/chat", Some("llama-3-70b")).unwrap().upstream, 0);
+        assert_eq!(
+            snap.route(b"/v1/chat", Some("llama-3-70b"))
+                .unwrap()
+                .upstream,
+            0
+        );
         assert_eq!(snap.route(b"/v1/chat", Some("qwen")).unwrap().upstream, 0);
         assert_eq!(snap.route(b"/v1/chat", Some("qwen2")).unwrap().upstream, 1);
         assert_eq!(snap.route(b"/v1/chat", None).unwrap().upstream, 1);

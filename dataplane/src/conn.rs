@@ -73,7 +73,10 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         let head_start = c.start;
         let head_end = c.start + c.head.len;
         let (request_id, generated_id): (&[u8], bool) = match c.head.request_id {
-            Some(i) => (c.head.headers[i].value(&c.rbuf[head_start..head_end]), false),
+            Some(i) => (
+                c.head.headers[i].value(&c.rbuf[head_start..head_end]),
+                false,
+            ),
             None => {
                 shard.next_request_id(&mut id_buf);
                 (&id_buf[..], true)
@@ -234,7 +237,8 @@ impl Conn {
                 }
                 let n = n as usize;
                 let have = (self.end - body_start).min(n);
-                self.body.extend_from_slice(&self.rbuf[body_start..body_start + have]);
+                self.body
+                    .extend_from_slice(&self.rbuf[body_start..body_start + have]);
                 if have == n {
                     return Ok(body_start + n);
                 }
@@ -267,7 +271,11 @@ impl Conn {
                                 body.extend_from_slice(d);
                             }
                         })
-                        .map_err(|e| NoRequest::Error(Error::bad_request(format!("invalid chunked body: {e}"))))?;
+                        .map_err(|e| {
+                            NoRequest::Error(Error::bad_request(format!(
+                                "invalid chunked body: {e}"
+                            )))
+                        })?;
                     if over {
                         return Err(NoRequest::Error(body_too_large(max)));
                     }

@@ -115,7 +115,9 @@ impl Error {
             ErrorKind::NoRoute => (404, "invalid_request_error", "not_found"),
             ErrorKind::UnknownModel => (404, "invalid_request_error", "model_not_found"),
             ErrorKind::UpstreamConnect => (502, "upstream_error", "upstream_connect_failed"),
-            ErrorKind::UpstreamConnectTimeout => (504, "upstream_error", "upstream_connect_timeout"),
+            ErrorKind::UpstreamConnectTimeout => {
+                (504, "upstream_error", "upstream_connect_timeout")
+            }
             ErrorKind::UpstreamReset => (502, "upstream_error", "upstream_reset"),
             ErrorKind::UpstreamProtocol => (502, "upstream_error", "upstream_bad_response"),
             ErrorKind::UpstreamTtfbTimeout => (504, "upstream_error", "upstream_timeout"),

@@ -5,12 +5,12 @@
 //! [`config`]; upstream connection pools in [`upstream`]; shards, listeners and
 //! shutdown in [`server`].
 
+pub mod config;
+pub mod conn;
 pub mod error;
 pub mod http;
-pub mod config;
-pub mod scan;
-pub mod conn;
 pub mod proxy;
+pub mod scan;
 pub mod server;
 pub mod shard;
 pub mod upstream;

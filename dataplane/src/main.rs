@@ -57,7 +57,9 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         (None, Some(up)) => Config::ad_hoc(up, cli.listen.as_deref().unwrap_or("127.0.0.1:8080")),
         (None, None) => {
-            return Err("give --config FILE, or --upstream http://HOST:PORT for the ad-hoc mode".into())
+            return Err(
+                "give --config FILE, or --upstream http://HOST:PORT for the ad-hoc mode".into(),
+            )
         }
     };
     if let (Some(l), Some(_)) = (&cli.listen, &cli.config) {

@@ -95,7 +95,10 @@ fn prepare(
     let path = head.path(req.head_buf);
     let scan_body = !req.body.is_empty()
         && (head.content_type_json || snap.path_needs_model(path) || !snap.aliases.is_empty())
-        && req.body.first().is_some_and(|&b| b == b'{' || b.is_ascii_whitespace());
+        && req
+            .body
+            .first()
+            .is_some_and(|&b| b == b'{' || b.is_ascii_whitespace());
     let mut scanner = shard.scanner.borrow_mut();
     let facts = if scan_body {
         scanner.scan(req.body)?
@@ -199,8 +202,8 @@ fn write_upstream_request(
         out.extend_from_slice(req.request_id);
         out.extend_from_slice(b"\r\n");
     }
-    let has_body = !req.body.is_empty()
-        || matches!(head.method, Method::Post | Method::Put | Method::Patch);
+    let has_body =
+        !req.body.is_empty() || matches!(head.method, Method::Post | Method::Put | Method::Patch);
     match rewrite {
         Some((raw, to)) => {
             let mut escaped = Vec::with_capacity(to.len() + 8);
@@ -278,7 +281,10 @@ async fn forward(
 }
 
 fn upstream_io(e: io::Error, during: &str) -> Error {
-    Error::new(ErrorKind::UpstreamReset, format!("upstream failed while {during}: {e}"))
+    Error::new(
+        ErrorKind::UpstreamReset,
+        format!("upstream failed while {during}: {e}"),
+    )
 }
 
 /// Reads the response and streams it to the client. Returns how it ended and whether
@@ -302,7 +308,10 @@ async fn relay(
     loop {
         if filled == ubuf.len() {
             if ubuf.len() >= MAX_RESPONSE_HEAD {
-                return fail(Error::new(ErrorKind::UpstreamProtocol, "upstream response head too large"));
+                return fail(Error::new(
+                    ErrorKind::UpstreamProtocol,
+                    "upstream response head too large",
+                ));
             }
             ubuf.resize(ubuf.len() * 2, 0);
         }
@@ -331,7 +340,14 @@ async fn relay(
                 };
                 return fail(Error::new(
                     kind,
-                    format!("upstream did not answer within {:?}", if filled == 0 { timeouts.first_byte } else { timeouts.idle }),
+                    format!(
+                        "upstream did not answer within {:?}",
+                        if filled == 0 {
+                            timeouts.first_byte
+                        } else {
+                            timeouts.idle
+                        }
+                    ),
                 ));
             }
             Err(e) => {
@@ -351,7 +367,10 @@ async fn relay(
             Err(e) => return fail(e),
         }
         if head.status == 101 {
-            return fail(Error::new(ErrorKind::UpstreamProtocol, "upstream tried to switch protocols"));
+            return fail(Error::new(
+                ErrorKind::UpstreamProtocol,
+                "upstream tried to switch protocols",
+            ));
         }
         if head.status < 200 {
             // Interim response (e.g. 100 Continue): drop it, read the real one.
@@ -372,9 +391,8 @@ async fn relay(
     // The client's response head.
     let client_10 = req.head.minor == 0;
     let dechunk = client_10 && head.framing == ResponseFraming::Chunked;
-    let mut client_keep_alive = req.head.keep_alive
-        && !matches!(head.framing, ResponseFraming::UntilClose)
-        && !dechunk;
+    let mut client_keep_alive =
+        req.head.keep_alive && !matches!(head.framing, ResponseFraming::UntilClose) && !dechunk;
     wbuf.clear();
     wbuf.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(wbuf, u64::from(head.status));
@@ -421,7 +439,13 @@ async fn relay(
     }
     if extra_after_first {
         // The upstream sent more than one response: answer this one, never reuse.
-        return (Attempt::End(Outcome::Aborted(Error::new(ErrorKind::UpstreamProtocol, "upstream sent bytes after the response"))), false);
+        return (
+            Attempt::End(Outcome::Aborted(Error::new(
+                ErrorKind::UpstreamProtocol,
+                "upstream sent bytes after the response",
+            ))),
+            false,
+        );
     }
     while !body.done {
         let n = match up.read(&mut ubuf[..]).await {
@@ -430,7 +454,10 @@ async fn relay(
                     body.done = true;
                     break;
                 }
-                return abort(Error::new(ErrorKind::UpstreamReset, "upstream closed the connection mid-response"));
+                return abort(Error::new(
+                    ErrorKind::UpstreamReset,
+                    "upstream closed the connection mid-response",
+                ));
             }
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::TimedOut => {
@@ -446,19 +473,31 @@ async fn relay(
             Ok(v) => v,
             Err(e) => return abort(e),
         };
-        let out: &[u8] = if body.dechunk { wbuf } else { &ubuf[..step.forward] };
+        let out: &[u8] = if body.dechunk {
+            wbuf
+        } else {
+            &ubuf[..step.forward]
+        };
         if let Err(e) = client.write_all(out).await {
             return abort(client_gone(e));
         }
         if step.extra {
-            return abort(Error::new(ErrorKind::UpstreamProtocol, "upstream sent bytes after the response"));
+            return abort(Error::new(
+                ErrorKind::UpstreamProtocol,
+                "upstream sent bytes after the response",
+            ));
         }
     }
     if body.dechunk {
         client_keep_alive = false;
     }
     let reusable = head.keep_alive && body.framing != ResponseFraming::UntilClose;
-    (Attempt::End(Outcome::Done { keep_alive: client_keep_alive }), reusable)
+    (
+        Attempt::End(Outcome::Done {
+            keep_alive: client_keep_alive,
+        }),
+        reusable,
+    )
 }
 
 fn fail(e: Error) -> (Attempt, bool) {

@@ -74,7 +74,9 @@ pub fn allowed_cpus() -> Vec<usize> {
 /// it), and turns port 0 into a concrete free port so every shard binds the same one.
 fn claim(addr: SocketAddr) -> Result<SocketAddr, StartError> {
     match std::net::TcpListener::bind(addr) {
-        Ok(l) => l.local_addr().map_err(|source| StartError::Bind { addr, source }),
+        Ok(l) => l
+            .local_addr()
+            .map_err(|source| StartError::Bind { addr, source }),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(StartError::AddrInUse(addr)),
         Err(source) => Err(StartError::Bind { addr, source }),
     }
@@ -186,7 +188,11 @@ async fn shard_main(
         glommio::timer::sleep(Duration::from_millis(10)).await;
     }
     if shard.open_connections() > 0 {
-        tracing::warn!(shard = id, open = shard.open_connections(), "drain timeout: closing");
+        tracing::warn!(
+            shard = id,
+            open = shard.open_connections(),
+            "drain timeout: closing"
+        );
     }
     shared.shards_up.fetch_sub(1, Ordering::Relaxed);
 }

@@ -34,14 +34,23 @@ fn graceful_shutdown_finishes_the_stream_in_flight() {
     assert_eq!(idle.read_response().unwrap().status, 200);
 
     let mut c = Client::connect(gw.addr);
-    c.send(&post_json("/v1/chat/completions", r#"{"model":"m","stream":true}"#));
+    c.send(&post_json(
+        "/v1/chat/completions",
+        r#"{"model":"m","stream":true}"#,
+    ));
     assert_eq!(c.read_head().unwrap().0, 200);
     assert_eq!(c.read_chunk().unwrap(), b"data: 0\n\n");
     gw.signal(libc::SIGTERM);
-    assert!(idle.closed_within(Duration::from_secs(2)), "idle connection not closed by drain");
+    assert!(
+        idle.closed_within(Duration::from_secs(2)),
+        "idle connection not closed by drain"
+    );
     thread::sleep(Duration::from_millis(150));
     // New connections are refused while draining.
-    assert!(std::net::TcpStream::connect(gw.addr).is_err(), "still accepting after SIGTERM");
+    assert!(
+        std::net::TcpStream::connect(gw.addr).is_err(),
+        "still accepting after SIGTERM"
+    );
     let mut n = 1;
     while let Some(chunk) = c.read_chunk() {
         if chunk == b"data: [DONE]\n\n" {
@@ -82,7 +91,14 @@ fn port_taken_by_another_process_fails_clearly() {
     let holder = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = holder.local_addr().unwrap();
     let out = weir()
-        .args(["--upstream", "http://127.0.0.1:9", "--listen", &addr.to_string(), "--shards", "1"])
+        .args([
+            "--upstream",
+            "http://127.0.0.1:9",
+            "--listen",
+            &addr.to_string(),
+            "--shards",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
@@ -94,14 +110,35 @@ fn port_taken_by_another_process_fails_clearly() {
 fn ad_hoc_mode_forwards_everything() {
     let up = Upstream::echo();
     let mut child = weir()
-        .args(["--upstream", &format!("http://{}", up.addr), "--listen", "127.0.0.1:0", "--shards", "1"])
+        .args([
+            "--upstream",
+            &format!("http://{}", up.addr),
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            "1",
+        ])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
-    let r = request(addr, &post_json("/anything/at/all", r#"{"model":"whatever"}"#)).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let r = request(
+        addr,
+        &post_json("/anything/at/all", r#"{"model":"whatever"}"#),
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.body, br#"{"model":"whatever"}"#);
     let _ = child.kill();
@@ -116,7 +153,12 @@ fn invalid_config_is_refused_with_the_field() {
         "upstreams: [{name: a, targets: ['127.0.0.1:1']}]\nroutes: [{upstream: nope}]\n",
     )
     .unwrap();
-    let out = weir().arg("--config").arg(&path).arg("--check").output().unwrap();
+    let out = weir()
+        .arg("--config")
+        .arg(&path)
+        .arg("--check")
+        .output()
+        .unwrap();
     let _ = std::fs::remove_file(&path);
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -127,8 +169,15 @@ fn invalid_config_is_refused_with_the_field() {
 fn starts_under_an_8_mib_memlock_limit() {
     let up = Upstream::ok();
     let mut cmd = weir();
-    cmd.args(["--upstream", &format!("http://{}", up.addr), "--listen", "127.0.0.1:0", "--shards", "2"])
-        .stdout(Stdio::piped());
+    cmd.args([
+        "--upstream",
+        &format!("http://{}", up.addr),
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "2",
+    ])
+    .stdout(Stdio::piped());
     unsafe {
         cmd.pre_exec(|| {
             let rl = libc::rlimit {
@@ -141,9 +190,19 @@ fn starts_under_an_8_mib_memlock_limit() {
     }
     let mut child = cmd.spawn().unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     assert!(line.contains("(2 shards)"), "{line:?}");
-    let addr = line.split("http://").nth(1).unwrap().split_whitespace().next().unwrap().parse().unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
     let r = request(addr, &get("/healthz")).unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(r.json()["status"], "ok");

@@ -21,7 +21,9 @@ fn non_streaming_request_is_forwarded_with_proxy_headers() {
     let resp = request(gw.addr, raw.as_bytes()).unwrap();
     assert_eq!(resp.status, 200);
     assert_eq!(resp.body, body.as_bytes());
-    let id = resp.header("x-request-id").expect("x-request-id on the response");
+    let id = resp
+        .header("x-request-id")
+        .expect("x-request-id on the response");
     assert_eq!(id.len(), 32);
     let seen = up.last();
     assert_eq!(seen.method, "POST");
@@ -57,7 +59,11 @@ fn upstream_connections_are_reused() {
     // Sequential requests over separate client connections still share one upstream
     // connection (one shard, keep-alive pool).
     for _ in 0..20 {
-        let r = request(gw.addr, &post_json("/v1/chat/completions", r#"{"model":"m"}"#)).unwrap();
+        let r = request(
+            gw.addr,
+            &post_json("/v1/chat/completions", r#"{"model":"m"}"#),
+        )
+        .unwrap();
         assert_eq!(r.status, 200);
     }
     let mut c = Client::connect(gw.addr);
@@ -79,18 +85,30 @@ fn sse_events_reach_the_client_before_the_next_is_sent() {
         for i in 0..5 {
             sse_event(s, &format!("{{\"n\":{i}}}")).unwrap();
             let got = seen_rx.lock().unwrap().recv_timeout(Duration::from_secs(5));
-            assert_eq!(got, Ok(i), "event {i} did not reach the client before event {}", i + 1);
+            assert_eq!(
+                got,
+                Ok(i),
+                "event {i} did not reach the client before event {}",
+                i + 1
+            );
         }
         sse_end(s).unwrap();
         After::KeepAlive
     });
     let gw = Gateway::to(up.addr);
     let mut c = Client::connect(gw.addr);
-    c.send(&post_json("/v1/chat/completions", r#"{"model":"m","stream":true}"#));
+    c.send(&post_json(
+        "/v1/chat/completions",
+        r#"{"model":"m","stream":true}"#,
+    ));
     let (status, headers) = c.read_head().unwrap();
     assert_eq!(status, 200);
-    assert!(headers.iter().any(|(k, v)| k == "content-type" && v == "text/event-stream"));
-    assert!(headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked"));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-type" && v == "text/event-stream"));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v == "chunked"));
     for i in 0..5 {
         let chunk = c.read_chunk().expect("event");
         assert_eq!(chunk, format!("data: {{\"n\":{i}}}\n\n").as_bytes());
@@ -178,11 +196,19 @@ fn routes_by_model_and_rewrites_aliases() {
         .replace("QWEN", &qwen.addr.to_string());
     let gw = Gateway::start(&yaml, 1);
 
-    let r = request(gw.addr, &post_json("/v1/chat/completions", r#"{"model":"qwen","x":1}"#)).unwrap();
+    let r = request(
+        gw.addr,
+        &post_json("/v1/chat/completions", r#"{"model":"qwen","x":1}"#),
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(qwen.recorded().len(), 1);
 
-    let r = request(gw.addr, &post_json("/v1/chat/completions", r#"{"model":"llama-3-70b"}"#)).unwrap();
+    let r = request(
+        gw.addr,
+        &post_json("/v1/chat/completions", r#"{"model":"llama-3-70b"}"#),
+    )
+    .unwrap();
     assert_eq!(r.status, 200);
     assert_eq!(llama.recorded().len(), 1);
 
@@ -193,22 +219,43 @@ fn routes_by_model_and_rewrites_aliases() {
     let seen = llama.last();
     let expected = body.replace("gpt-4o", "llama-3-8b");
     assert_eq!(String::from_utf8(seen.body.clone()).unwrap(), expected);
-    assert_eq!(seen.header("content-length"), Some(expected.len().to_string().as_str()));
+    assert_eq!(
+        seen.header("content-length"),
+        Some(expected.len().to_string().as_str())
+    );
 
-    let r = request(gw.addr, &post_json("/v1/chat/completions", r#"{"model":"gpt-5"}"#)).unwrap();
+    let r = request(
+        gw.addr,
+        &post_json("/v1/chat/completions", r#"{"model":"gpt-5"}"#),
+    )
+    .unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "model_not_found");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("gpt-5"));
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("gpt-5"));
 
     let r = request(gw.addr, &post_json("/v2/other", r#"{"model":"qwen"}"#)).unwrap();
     assert_eq!(r.status, 404);
     assert_eq!(r.error_code(), "not_found");
 
-    let r = request(gw.addr, &post_json("/v1/chat/completions", r#"{"model":"qwen",]"#)).unwrap();
+    let r = request(
+        gw.addr,
+        &post_json("/v1/chat/completions", r#"{"model":"qwen",]"#),
+    )
+    .unwrap();
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "invalid_json");
-    assert!(r.json()["error"]["message"].as_str().unwrap().contains("offset"));
-    assert_eq!(qwen.recorded().len(), 1, "nothing more reached the upstream");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("offset"));
+    assert_eq!(
+        qwen.recorded().len(),
+        1,
+        "nothing more reached the upstream"
+    );
 }
 
 #[test]
@@ -237,7 +284,10 @@ fn stale_pooled_connection_is_retried() {
     let gw = Gateway::to(up.addr);
     for _ in 0..3 {
         let r = request(gw.addr, &get("/a")).unwrap();
-        assert_eq!(r.status, 200, "idempotent request replayed on a fresh connection");
+        assert_eq!(
+            r.status, 200,
+            "idempotent request replayed on a fresh connection"
+        );
     }
     // A POST on a connection idle long enough to be probed goes to a fresh one.
     std::thread::sleep(Duration::from_millis(700));

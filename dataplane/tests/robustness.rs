@@ -19,7 +19,10 @@ fn expect_rejected(gw: &Gateway, raw: &[u8], status: u16, code: &str) {
     assert_eq!(r.status, status, "{:?}", String::from_utf8_lossy(raw));
     assert_eq!(r.error_code(), code);
     assert_eq!(r.header("connection"), Some("close"));
-    assert!(c.closed_within(Duration::from_secs(2)), "connection left open");
+    assert!(
+        c.closed_within(Duration::from_secs(2)),
+        "connection left open"
+    );
 }
 
 #[test]
@@ -41,8 +44,17 @@ fn ambiguous_framing_is_rejected_and_closes() {
     for raw in cases {
         expect_rejected(&gw, raw, 400, "bad_request");
     }
-    expect_rejected(&gw, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n", 400, "bad_request");
-    assert_eq!(up.recorded().len(), 0, "nothing ambiguous reached the upstream");
+    expect_rejected(
+        &gw,
+        b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+        400,
+        "bad_request",
+    );
+    assert_eq!(
+        up.recorded().len(),
+        0,
+        "nothing ambiguous reached the upstream"
+    );
 }
 
 #[test]
@@ -64,12 +76,25 @@ fn head_and_body_limits() {
         "",
         "limits: { max_head_bytes: 2048, max_headers: 10, max_body_bytes: 1000 }",
     );
-    let big_head = format!("GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n", "a".repeat(3000));
+    let big_head = format!(
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(3000)
+    );
     expect_rejected(&gw, big_head.as_bytes(), 431, "headers_too_large");
     let many: String = (0..12).map(|i| format!("X-{i}: v\r\n")).collect();
-    expect_rejected(&gw, format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(), 431, "headers_too_large");
+    expect_rejected(
+        &gw,
+        format!("GET / HTTP/1.1\r\nHost: a\r\n{many}\r\n").as_bytes(),
+        431,
+        "headers_too_large",
+    );
     // Content-Length over the limit: refused before reading the body.
-    expect_rejected(&gw, b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n", 413, "request_too_large");
+    expect_rejected(
+        &gw,
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1001\r\n\r\n",
+        413,
+        "request_too_large",
+    );
     // Chunked over the limit: refused while reading.
     let mut chunked = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
@@ -78,7 +103,10 @@ fn head_and_body_limits() {
     chunked.extend_from_slice(b"0\r\n\r\n");
     expect_rejected(&gw, &chunked, 413, "request_too_large");
     // At the limit is fine.
-    let ok = format!("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n{}", "y".repeat(1000));
+    let ok = format!(
+        "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n{}",
+        "y".repeat(1000)
+    );
     assert_eq!(request(gw.addr, ok.as_bytes()).unwrap().status, 200);
     assert_eq!(up.recorded().len(), 1);
 }
@@ -102,7 +130,11 @@ fn slow_head_gets_408_and_idle_keepalive_closes() {
     let r = c.read_response().expect("a 408 before the head completed");
     assert_eq!(r.status, 408);
     assert_eq!(r.error_code(), "request_timeout");
-    assert!(start.elapsed() < Duration::from_millis(1000), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(c.closed_within(Duration::from_secs(3)));
     trickle.join().unwrap();
     // An idle keep-alive connection is closed quietly after the keep-alive timeout.
@@ -208,7 +240,10 @@ fn client_disconnect_closes_the_upstream_request() {
     });
     let gw = Gateway::to(up.addr);
     let mut c = Client::connect(gw.addr);
-    c.send(&post_json("/v1/chat/completions", r#"{"model":"m","stream":true}"#));
+    c.send(&post_json(
+        "/v1/chat/completions",
+        r#"{"model":"m","stream":true}"#,
+    ));
     assert_eq!(c.read_head().unwrap().0, 200);
     assert!(c.read_chunk().is_some());
     let start = Instant::now();
@@ -225,7 +260,17 @@ fn client_disconnect_closes_the_upstream_request() {
 fn non_loopback_style_garbage_does_not_hang() {
     let up = Upstream::ok();
     let gw = Gateway::to(up.addr);
-    expect_rejected(&gw, b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n", 400, "bad_request");
-    expect_rejected(&gw, b"GET http://other/ HTTP/1.1\r\nHost: a\r\n\r\n", 400, "bad_request");
+    expect_rejected(
+        &gw,
+        b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1\x03\x03\r\n\r\n",
+        400,
+        "bad_request",
+    );
+    expect_rejected(
+        &gw,
+        b"GET http://other/ HTTP/1.1\r\nHost: a\r\n\r\n",
+        400,
+        "bad_request",
+    );
     expect_rejected(&gw, b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request");
 }

@@ -71,11 +71,7 @@ impl ChunkedDecoder {
 
     /// Feeds `input`; calls `data` with each run of body bytes. Returns how many bytes of
     /// `input` belong to this message (less than `input.len()` only once done).
-    pub fn feed(
-        &mut self,
-        input: &[u8],
-        mut data: impl FnMut(&[u8]),
-    ) -> Result<usize, ChunkError> {
+    pub fn feed(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<usize, ChunkError> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -247,7 +243,11 @@ mod tests {
             b"1234567890abcdef0\r\n",
             b"0\r\n\n",
         ] {
-            assert!(decode_all(bad, 64).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                decode_all(bad, 64).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

@@ -195,8 +195,8 @@ pub fn parse(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> Result<b
             }
             12 if name.eq_ignore_ascii_case(b"content-type") => {
                 let v = trim(value);
-                head.content_type_json = v.len() >= 16
-                    && v[..16].eq_ignore_ascii_case(b"application/json");
+                head.content_type_json =
+                    v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/json");
             }
             12 if name.eq_ignore_ascii_case(b"x-request-id") => head.request_id = Some(idx),
             14 if name.eq_ignore_ascii_case(b"content-length") => {
@@ -226,10 +226,14 @@ pub fn parse(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> Result<b
         ));
     }
     if chunked && minor == 0 {
-        return Err(Error::bad_request("Transfer-Encoding in an HTTP/1.0 request"));
+        return Err(Error::bad_request(
+            "Transfer-Encoding in an HTTP/1.0 request",
+        ));
     }
     if minor == 1 && hosts != 1 {
-        return Err(Error::bad_request("HTTP/1.1 requires exactly one Host header"));
+        return Err(Error::bad_request(
+            "HTTP/1.1 requires exactly one Host header",
+        ));
     }
     head.body = match (chunked, content_length) {
         (true, _) => BodyFraming::Chunked,
@@ -247,10 +251,7 @@ pub fn parse(buf: &[u8], limits: HeadLimits, head: &mut RequestHead) -> Result<b
 fn head_too_large(limits: HeadLimits) -> Error {
     Error::new(
         ErrorKind::HeadTooLarge,
-        format!(
-            "request head larger than {} bytes",
-            limits.max_head_bytes
-        ),
+        format!("request head larger than {} bytes", limits.max_head_bytes),
     )
 }
 
@@ -288,7 +289,9 @@ mod tests {
 
     #[test]
     fn partial_head_needs_more() {
-        assert!(parse_str("GET / HTTP/1.1\r\nHost: a\r\n").unwrap().is_none());
+        assert!(parse_str("GET / HTTP/1.1\r\nHost: a\r\n")
+            .unwrap()
+            .is_none());
     }
 
     #[test]
@@ -315,9 +318,11 @@ mod tests {
 
     #[test]
     fn duplicate_equal_content_length_is_fine() {
-        let h = parse_str("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_str(
+            "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
         assert_eq!(h.body, BodyFraming::Length(3));
     }
 
@@ -346,9 +351,11 @@ mod tests {
 
     #[test]
     fn expect() {
-        let h = parse_str("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n")
-            .unwrap()
-            .unwrap();
+        let h = parse_str(
+            "POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n",
+        )
+        .unwrap()
+        .unwrap();
         assert!(h.expect_continue);
         assert_eq!(
             kind("POST / HTTP/1.1\r\nHost: a\r\nExpect: something\r\n\r\n"),

@@ -1,8 +1,6 @@
 //! Upstream response heads: status, framing, and which headers reach the client.
 
-use super::{
-    is_hop_by_hop, listed_in_connection, offset_in, parse_content_length, trim, Header,
-};
+use super::{is_hop_by_hop, listed_in_connection, offset_in, parse_content_length, trim, Header};
 use crate::error::{Error, ErrorKind};
 use std::mem::MaybeUninit;
 
@@ -193,7 +191,11 @@ mod tests {
 
     #[test]
     fn rejects_conflicting_lengths() {
-        assert!(p("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", false).is_err());
+        assert!(p(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            false
+        )
+        .is_err());
     }
 
     #[test]

@@ -141,7 +141,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn start(handler: impl Fn(&Recorded, &mut TcpStream) -> After + Send + Sync + 'static) -> Upstream {
+    pub fn start(
+        handler: impl Fn(&Recorded, &mut TcpStream) -> After + Send + Sync + 'static,
+    ) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(Mutex::new(Vec::new()));
@@ -168,7 +170,12 @@ impl Upstream {
     /// Answers every request with 200 and a small JSON body.
     pub fn ok() -> Upstream {
         Upstream::start(|_, s| {
-            respond(s, 200, &[("content-type", "application/json")], br#"{"ok":true}"#);
+            respond(
+                s,
+                200,
+                &[("content-type", "application/json")],
+                br#"{"ok":true}"#,
+            );
             After::KeepAlive
         })
     }
@@ -186,7 +193,9 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Recorded {
-        self.recorded().pop().expect("no request reached the upstream")
+        self.recorded()
+            .pop()
+            .expect("no request reached the upstream")
     }
 
     pub fn wait_peer_closed(&self, n: usize, within: Duration) -> bool {
@@ -256,7 +265,12 @@ fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, conn: usize) -> Optio
             let headers: Vec<(String, String)> = req
                 .headers
                 .iter()
-                .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+                .map(|h| {
+                    (
+                        h.name.to_string(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
                 .collect();
             let len: usize = headers
                 .iter()
@@ -341,7 +355,10 @@ impl Response {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
     }
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -353,7 +370,9 @@ pub struct Client {
 impl Client {
     pub fn connect(addr: SocketAddr) -> Client {
         let stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         stream.set_nodelay(true).unwrap();
         Client {
             stream,
@@ -386,7 +405,12 @@ impl Client {
                 let hs = resp
                     .headers
                     .iter()
-                    .map(|h| (h.name.to_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
+                    .map(|h| {
+                        (
+                            h.name.to_lowercase(),
+                            String::from_utf8_lossy(h.value).into_owned(),
+                        )
+                    })
                     .collect();
                 self.buf.drain(..n);
                 return Some((status, hs));
