@@ -211,12 +211,24 @@ impl Config {
 
 fn expand_env(text: &str) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(text.len());
-    let mut rest = text;
+    for (n, line) in text.split_inclusive('\n').enumerate() {
+        if line.trim_start().starts_with('#') {
+            // Whole-line comments may mention the syntax itself.
+            out.push_str(line);
+            continue;
+        }
+        expand_line(line, &mut out).map_err(|m| cerr(format!("line {}", n + 1), m))?;
+    }
+    Ok(out)
+}
+
+fn expand_line(line: &str, out: &mut String) -> Result<(), String> {
+    let mut rest = line;
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
         let Some(end) = after.find('}') else {
-            return Err(cerr("$", "unterminated `${` in config"));
+            return Err("unterminated `${`".to_string());
         };
         let expr = &after[..end];
         let (name, default) = match expr.split_once(":-") {
@@ -227,16 +239,15 @@ fn expand_env(text: &str) -> Result<String, ConfigError> {
             (Ok(v), _) => out.push_str(&v),
             (Err(_), Some(d)) => out.push_str(d),
             (Err(_), None) => {
-                return Err(cerr(
-                    "$",
-                    format!("environment variable `{name}` is not set and has no default"),
+                return Err(format!(
+                    "environment variable `{name}` is not set and has no default"
                 ))
             }
         }
         rest = &after[end + 1..];
     }
     out.push_str(rest);
-    Ok(out)
+    Ok(())
 }
 
 /// A resolved upstream target.
@@ -571,5 +582,6 @@ model_aliases:
         let s = expand_env("a: ${WEIR_TEST_PORT} b: ${WEIR_UNSET_X:-7}").unwrap();
         assert_eq!(s, "a: 9999 b: 7");
         assert!(expand_env("${WEIR_UNSET_Y}").is_err());
+        assert_eq!(expand_env("  # ${NOT_EXPANDED}\n").unwrap(), "  # ${NOT_EXPANDED}\n");
     }
 }
