@@ -582,6 +582,9 @@ model_aliases:
         let s = expand_env("a: ${WEIR_TEST_PORT} b: ${WEIR_UNSET_X:-7}").unwrap();
         assert_eq!(s, "a: 9999 b: 7");
         assert!(expand_env("${WEIR_UNSET_Y}").is_err());
-        assert_eq!(expand_env("  # ${NOT_EXPANDED}\n").unwrap(), "  # ${NOT_EXPANDED}\n");
+        assert_eq!(
+            expand_env("  # ${NOT_EXPANDED}\n").unwrap(),
+            "  # ${NOT_EXPANDED}\n"
+        );
     }
 }

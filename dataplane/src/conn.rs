@@ -7,6 +7,7 @@ use crate::config::Snapshot;
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{self, BodyFraming, HeadLimits, Method, RequestHead};
+use crate::http::response::ResponseHead;
 use crate::proxy::{self, Outcome, Request, Scratch};
 use crate::shard::{ConnSlot, Shard};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +32,8 @@ struct Conn {
     end: usize,
     head: RequestHead,
     body: Vec<u8>,
+    request_id: Vec<u8>,
+    response: ResponseHead,
 }
 
 /// Why reading a request stopped without a request.
@@ -58,6 +61,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         end: 0,
         head: RequestHead::default(),
         body: Vec::new(),
+        request_id: Vec::with_capacity(64),
+        response: ResponseHead::default(),
     };
     loop {
         let snap = shard.snapshot();
@@ -103,12 +108,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         };
 
         let mut scratch = Scratch {
-            out: shard.take_buffer(),
-            io: shard.take_buffer(),
-            wbuf: shard.take_buffer(),
+            out: shard.take_vec(),
+            io: shard.take_io_buffer(),
+            wbuf: shard.take_vec(),
+            response: std::mem::take(&mut c.response),
         };
-        scratch.out.clear();
-        scratch.wbuf.clear();
         let req = Request {
             head: &c.head,
             head_buf: &c.rbuf[head_start..head_end],
@@ -117,10 +121,11 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             request_id: &request_id,
             generated_id,
         };
-        let outcome = proxy::handle(&shard, &mut c.stream, &req, &mut scratch).await;
-        shard.give_buffer(scratch.out);
-        shard.give_buffer(scratch.io);
-        shard.give_buffer(scratch.wbuf);
+        let outcome = proxy::handle(&shard, &snap, &mut c.stream, &req, &mut scratch).await;
+        shard.give_vec(scratch.out);
+        shard.give_io_buffer(scratch.io);
+        shard.give_vec(scratch.wbuf);
+        c.response = scratch.response;
         let keep_alive = match outcome {
             Outcome::Done { keep_alive } => keep_alive,
             Outcome::Failed(e) => {
@@ -137,6 +142,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             }
         };
         c.start = next;
+        c.request_id = request_id;
         if c.body.capacity() > KEEP_BODY_CAPACITY {
             c.body = Vec::new();
         }

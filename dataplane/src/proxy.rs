@@ -62,16 +62,19 @@ pub struct Scratch {
     pub io: Vec<u8>,
     /// Client writes that need assembling (response head, de-chunked data).
     pub wbuf: Vec<u8>,
+    /// The parsed upstream response head (its header list is reused).
+    pub response: ResponseHead,
 }
 
+/// Serves one request with the snapshot the connection loaded for it.
 pub async fn handle(
     shard: &Shard,
+    snap: &Snapshot,
     client: &mut TcpStream,
     req: &Request<'_>,
     scratch: &mut Scratch,
 ) -> Outcome {
-    let snap = shard.snapshot();
-    let (upstream_idx, target_idx) = match prepare(shard, &snap, req, &mut scratch.out) {
+    let (upstream_idx, target_idx) = match prepare(shard, snap, req, &mut scratch.out) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(e),
     };
@@ -297,13 +300,17 @@ async fn relay(
     reused: bool,
     scratch: &mut Scratch,
 ) -> (Attempt, bool) {
-    let Scratch { io: ubuf, wbuf, .. } = scratch;
+    let Scratch {
+        io: ubuf,
+        wbuf,
+        response: head,
+        ..
+    } = scratch;
     let timeouts = upstream.timeouts;
     let is_head = req.head.method == Method::Head;
 
     // The response head, skipping interim 1xx responses.
     let mut filled = 0usize;
-    let mut head = ResponseHead::default();
     let _ = up.set_read_timeout(Some(timeouts.first_byte));
     loop {
         if filled == ubuf.len() {
@@ -361,7 +368,7 @@ async fn relay(
             let _ = up.set_read_timeout(Some(timeouts.idle));
         }
         filled += n;
-        match response::parse(&ubuf[..filled], is_head, MAX_RESPONSE_HEAD, &mut head) {
+        match response::parse(&ubuf[..filled], is_head, MAX_RESPONSE_HEAD, head) {
             Ok(false) => continue,
             Ok(true) => {}
             Err(e) => return fail(e),
@@ -377,7 +384,7 @@ async fn relay(
             ubuf.copy_within(head.len..filled, 0);
             filled -= head.len;
             if filled > 0 {
-                match response::parse(&ubuf[..filled], is_head, MAX_RESPONSE_HEAD, &mut head) {
+                match response::parse(&ubuf[..filled], is_head, MAX_RESPONSE_HEAD, head) {
                     Ok(true) if head.status >= 200 => break,
                     Ok(_) => continue,
                     Err(e) => return fail(e),

@@ -57,7 +57,8 @@ pub struct Shard {
     request_seq: Cell<u64>,
     id_prefix: u64,
     round_robin: RefCell<Vec<usize>>,
-    buffers: RefCell<Vec<Vec<u8>>>,
+    io_buffers: RefCell<Vec<Vec<u8>>>,
+    vecs: RefCell<Vec<Vec<u8>>>,
 }
 
 /// Size of the per-request upstream read buffer.
@@ -79,7 +80,8 @@ impl Shard {
             request_seq: Cell::new(0),
             id_prefix: random_u64() ^ ((id as u64) << 56),
             round_robin: RefCell::new(Vec::new()),
-            buffers: RefCell::new(Vec::new()),
+            io_buffers: RefCell::new(Vec::new()),
+            vecs: RefCell::new(Vec::new()),
         }
     }
 
@@ -137,19 +139,36 @@ impl Shard {
         i
     }
 
-    /// A cleared I/O buffer of [`IO_BUF`] bytes, reused across requests.
-    pub fn take_buffer(&self) -> Vec<u8> {
-        self.buffers
+    /// An I/O buffer of [`IO_BUF`] bytes (contents unspecified), reused across requests.
+    pub fn take_io_buffer(&self) -> Vec<u8> {
+        self.io_buffers
             .borrow_mut()
             .pop()
             .unwrap_or_else(|| vec![0; IO_BUF])
     }
 
-    pub fn give_buffer(&self, mut buf: Vec<u8>) {
-        let mut pool = self.buffers.borrow_mut();
-        if pool.len() < POOLED_BUFFERS && buf.capacity() <= 4 * IO_BUF {
-            buf.resize(IO_BUF, 0);
+    pub fn give_io_buffer(&self, mut buf: Vec<u8>) {
+        let mut pool = self.io_buffers.borrow_mut();
+        if pool.len() < POOLED_BUFFERS && buf.len() <= 4 * IO_BUF {
+            // Only a buffer grown for a large response head is trimmed back.
+            buf.truncate(IO_BUF);
             pool.push(buf);
+        }
+    }
+
+    /// An empty byte vector with some capacity, reused across requests.
+    pub fn take_vec(&self) -> Vec<u8> {
+        self.vecs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(4096))
+    }
+
+    pub fn give_vec(&self, mut v: Vec<u8>) {
+        let mut pool = self.vecs.borrow_mut();
+        if pool.len() < POOLED_BUFFERS && v.capacity() <= 4 * IO_BUF {
+            v.clear();
+            pool.push(v);
         }
     }
 }

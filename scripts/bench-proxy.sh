@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Side-by-side proxy benchmark: direct to the mock, nginx, and Weir; plain and SSE chat
+# completions; pinned (proxy alone on one core, wrk and the mock on the other),
+# interleaved rounds. Writes bench-results/DATE-proxy/ (or $OUT_DIR) with the commands,
+# the machine, raw wrk output, per-run CPU time of each proxy, and a summary.
+#
+#   scripts/bench-proxy.sh                   # 3 rounds x 10 s per cell
+#   ROUNDS=5 DURATION=15 CONNS=32 scripts/bench-proxy.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT="$PWD"
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-10}"
+CONNS="${CONNS:-32}"
+LOAD_CPU="${LOAD_CPU:-0}"    # wrk + mock
+PROXY_CPU="${PROXY_CPU:-1}"  # the proxy under test
+OUT_DIR="${OUT_DIR:-bench-results/$(date +%Y-%m-%d)-proxy}"
+SCENARIOS="${SCENARIOS:-chat chat-stream}"
+TARGETS="${TARGETS:-direct nginx weir}"
+
+need() { command -v "$1" >/dev/null 2>&1; }
+if ! need wrk || ! need nginx; then
+  echo "==> installing wrk and nginx"
+  apt-get install -y wrk nginx >/dev/null
+fi
+echo "==> building release"
+cargo build --release --bins -q
+
+mkdir -p "$OUT_DIR/raw"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# ---- machine
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "kernel: $(uname -r)"
+  echo "nginx: $(nginx -v 2>&1)"
+  echo "wrk: $(wrk -v 2>&1 | head -1)"
+  echo "rustc: $(rustc --version)"
+  echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "load before: $(cat /proc/loadavg)"
+} > "$OUT_DIR/machine.txt"
+
+# ---- upstream mock on the load core
+MOCK_LOG="$WORK/mock.log"
+taskset -c "$LOAD_CPU" ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$MOCK_LOG" 2>&1 &
+PIDS+=($!); MOCK_PID=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$MOCK_LOG" && break; sleep 0.05; done
+MOCK_ADDR="$(grep -o 'listening on [0-9.:]*' "$MOCK_LOG" | head -1 | awk '{print $3}')"
+
+# ---- nginx, one worker, on the proxy core
+NGINX_PORT="$(free_port)"
+mkdir -p "$WORK/nginx/logs"
+cat > "$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process on;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream mock { server $MOCK_ADDR; keepalive 64; }
+  server {
+    listen 127.0.0.1:$NGINX_PORT reuseport;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
+PIDS+=($!); NGINX_PID=$!
+
+# ---- weir, one shard, on the proxy core
+WEIR_LOG="$WORK/weir.log"
+taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >"$WEIR_LOG" 2>&1 &
+PIDS+=($!); WEIR_PID=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$WEIR_LOG" && break; sleep 0.05; done
+WEIR_ADDR="$(grep -o 'http://[0-9.:]*' "$WEIR_LOG" | head -1 | sed 's|http://||')"
+sleep 0.5
+
+url_for() {
+  case "$1" in
+    direct) echo "http://$MOCK_ADDR/v1/chat/completions" ;;
+    nginx) echo "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" ;;
+    weir) echo "http://$WEIR_ADDR/v1/chat/completions" ;;
+  esac
+}
+# Process tree CPU ticks (utime+stime) of a target's proxy processes.
+tree_ticks() {
+  local root="$1" total=0 p
+  for p in $root $(pgrep -P "$root" || true); do
+    if [ -r "/proc/$p/stat" ]; then
+      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+    fi
+  done
+  echo "$total"
+}
+pid_for() {
+  case "$1" in
+    direct) echo "$MOCK_PID" ;;
+    nginx) echo "$NGINX_PID" ;;
+    weir) echo "$WEIR_PID" ;;
+  esac
+}
+
+{
+  echo "# commands (see scripts/bench-proxy.sh for the full script)"
+  echo "taskset -c $LOAD_CPU weir-loadtest mock --listen 127.0.0.1:0"
+  echo "taskset -c $PROXY_CPU nginx -p WORK -c nginx.conf   # 1 worker, keepalive 64, proxy_buffering off"
+  echo "taskset -c $PROXY_CPU weir --upstream http://MOCK --listen 127.0.0.1:0 --shards 1"
+  echo "taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s --latency -s scripts/wrk/SCENARIO.lua URL"
+  echo "rounds: $ROUNDS, interleaved: $TARGETS; scenarios: $SCENARIOS"
+  echo
+  echo "# nginx.conf"
+  cat "$WORK/nginx/nginx.conf"
+} > "$OUT_DIR/commands.txt"
+
+CLK_TCK="$(getconf CLK_TCK)"
+echo "round,scenario,target,rps,p50_ms,p99_ms,requests,proxy_cpu_s,mock_cpu_s" > "$OUT_DIR/results.csv"
+for round in $(seq 1 "$ROUNDS"); do
+  for scenario in $SCENARIOS; do
+    for target in $TARGETS; do
+      url="$(url_for "$target")"
+      raw="$OUT_DIR/raw/$scenario-$target-r$round.txt"
+      pid="$(pid_for "$target")"
+      before="$(tree_ticks "$pid")"; mock_before="$(tree_ticks "$MOCK_PID")"
+      taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
+        -s "scripts/wrk/$scenario.lua" "$url" > "$raw" 2>&1 || true
+      after="$(tree_ticks "$pid")"; mock_after="$(tree_ticks "$MOCK_PID")"
+      python3 - "$raw" "$round" "$scenario" "$target" "$before" "$after" "$mock_before" "$mock_after" "$CLK_TCK" >> "$OUT_DIR/results.csv" <<'PY'
+import re, sys
+raw, rnd, scen, tgt, b, a, mb, ma, tck = sys.argv[1:]
+text = open(raw).read()
+def ms(v, unit):
+    return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+reqs = int(re.search(r"(\d+) requests in", text).group(1))
+p = {k: ms(v, u) for k, v, u in re.findall(r"^\s+(50|99)%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)}
+errs = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+if errs:
+    print(f"WARNING {tgt} {scen}: {errs.group(1)} non-2xx", file=sys.stderr)
+cpu = (int(a) - int(b)) / int(tck)
+mcpu = (int(ma) - int(mb)) / int(tck)
+print(f"{rnd},{scen},{tgt},{rps:.0f},{p.get('50',0):.3f},{p.get('99',0):.3f},{reqs},{cpu:.2f},{mcpu:.2f}")
+PY
+      tail -1 "$OUT_DIR/results.csv"
+      sleep 1
+    done
+  done
+done
+echo "load after: $(cat /proc/loadavg)" >> "$OUT_DIR/machine.txt"
+
+python3 - "$OUT_DIR" <<'PY'
+import csv, statistics, sys, os
+out = sys.argv[1]
+rows = list(csv.DictReader(open(os.path.join(out, "results.csv"))))
+cells = {}
+for r in rows:
+    cells.setdefault((r["scenario"], r["target"]), []).append(r)
+def med(rs, k):
+    return statistics.median(float(r[k]) for r in rs)
+lines = ["# Proxy benchmark summary", "",
+         "Medians over rounds (spread = min–max). CPU/request: the proxy's process tree",
+         "utime+stime over the run divided by the requests served (for `direct`: the mock's).", ""]
+for scen in sorted({k[0] for k in cells}):
+    lines += [f"## {scen}", "",
+              "| target | rps (spread) | p50 ms | p99 ms | added p99 vs direct | CPU µs/request | rps vs nginx | CPU vs nginx |",
+              "|---|---|---|---|---|---|---|---|"]
+    d = cells.get((scen, "direct"))
+    n = cells.get((scen, "nginx"))
+    for tgt in ["direct", "nginx", "weir"]:
+        rs = cells.get((scen, tgt))
+        if not rs:
+            continue
+        rps = med(rs, "rps"); lo = min(float(r["rps"]) for r in rs); hi = max(float(r["rps"]) for r in rs)
+        cpu_us = statistics.median(float(r["proxy_cpu_s"]) * 1e6 / max(1, int(r["requests"])) for r in rs)
+        added = med(rs, "p99_ms") - med(d, "p99_ms") if d and tgt != "direct" else 0.0
+        vs = f"{rps / med(n, 'rps'):.2f}×" if n and tgt != "direct" else "—"
+        ncpu = statistics.median(float(r["proxy_cpu_s"]) * 1e6 / max(1, int(r["requests"])) for r in n) if n else None
+        cvs = f"{cpu_us / ncpu:.2f}×" if ncpu and tgt != "direct" else "—"
+        lines.append(f"| {tgt} | {rps:,.0f} ({lo:,.0f}–{hi:,.0f}) | {med(rs,'p50_ms'):.3f} | {med(rs,'p99_ms'):.3f} | "
+                     f"{'—' if tgt=='direct' else f'{added:+.3f}'} | {cpu_us:.1f} | {vs} | {cvs} |")
+    lines.append("")
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+echo "==> results in $OUT_DIR"
