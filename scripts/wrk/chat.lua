@@ -1,0 +1,5 @@
+-- wrk script: small non-streaming chat completion (keep-alive).
+-- usage: wrk -t1 -c32 -d5s -s scripts/wrk/chat.lua http://127.0.0.1:18000/v1/chat/completions
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"model":"m","messages":[{"role":"user","content":"hello"}],"max_tokens":32}'
