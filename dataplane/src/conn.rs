@@ -121,7 +121,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             request_id: &request_id,
             generated_id,
         };
-        let outcome = proxy::handle(&shard, &snap, &mut c.stream, &req, &mut scratch).await;
+        let outcome = proxy::handle(&shard, &snap, &slot, &mut c.stream, &req, &mut scratch).await;
         shard.give_vec(scratch.out);
         shard.give_io_buffer(scratch.io);
         shard.give_vec(scratch.wbuf);

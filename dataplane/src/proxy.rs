@@ -20,12 +20,13 @@ use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
-use crate::shard::Shard;
+use crate::shard::{ConnSlot, Shard};
 use crate::upstream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
 use std::ops::Range;
+use std::os::unix::io::AsRawFd;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -70,6 +71,7 @@ pub struct Scratch {
 pub async fn handle(
     shard: &Shard,
     snap: &Snapshot,
+    slot: &ConnSlot,
     client: &mut TcpStream,
     req: &Request<'_>,
     scratch: &mut Scratch,
@@ -84,7 +86,16 @@ pub async fn handle(
     let Some(target) = upstream.targets.get(target_idx) else {
         return Outcome::Failed(Error::new(ErrorKind::NoRoute, "upstream has no target"));
     };
-    forward(shard, client, req, upstream, target, scratch).await
+    slot.client_gone.set(false);
+    let outcome = forward(shard, slot, client, req, upstream, target, scratch).await;
+    slot.upstream_finished();
+    if slot.client_gone.get() {
+        return Outcome::Aborted(Error::new(
+            ErrorKind::BadRequest,
+            "client closed the connection while the upstream was working",
+        ));
+    }
+    outcome
 }
 
 /// Phase 1: scan, alias, route; writes the upstream request into `out`.
@@ -241,6 +252,7 @@ enum Attempt {
 /// Phases 2–4: send, relay, pool.
 async fn forward(
     shard: &Shard,
+    slot: &ConnSlot,
     client: &mut TcpStream,
     req: &Request<'_>,
     upstream: &Upstream,
@@ -261,6 +273,7 @@ async fn forward(
                 Err(e) => return Outcome::Failed(e),
             },
         };
+        slot.upstream_started(up.as_raw_fd(), shard.tick());
         if let Err(e) = up.write_all(&scratch.out).await {
             if reused {
                 continue;
@@ -270,7 +283,7 @@ async fn forward(
         match relay(client, &mut up, req, upstream, reused, scratch).await {
             (Attempt::Retry, _) => continue,
             (Attempt::End(outcome), reusable) => {
-                if reusable {
+                if reusable && !slot.client_gone.get() {
                     shard.pools.put(target.addr, up, &upstream.pool);
                 }
                 return outcome;

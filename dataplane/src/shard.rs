@@ -38,11 +38,30 @@ impl Shared {
     }
 }
 
-/// A client connection as the shard sees it, so draining can close idle ones.
+/// A client connection as the shard sees it, so draining can close idle ones and the
+/// sweeper can notice clients that left while their request waits on the upstream.
 pub struct ConnSlot {
     pub fd: RawFd,
     /// True while the connection waits for the first byte of its next request.
     pub idle: Cell<bool>,
+    /// The upstream connection of the request in flight (-1: none).
+    pub upstream_fd: Cell<RawFd>,
+    /// Sweep tick at which the request was sent upstream.
+    pub upstream_tick: Cell<u64>,
+    /// Set by the sweeper: the client closed its side while we waited on the upstream.
+    pub client_gone: Cell<bool>,
+}
+
+impl ConnSlot {
+    /// Marks the request as waiting on upstream connection `fd` from `tick` on.
+    pub fn upstream_started(&self, fd: RawFd, tick: u64) {
+        self.upstream_fd.set(fd);
+        self.upstream_tick.set(tick);
+    }
+
+    pub fn upstream_finished(&self) {
+        self.upstream_fd.set(-1);
+    }
 }
 
 pub struct Shard {
@@ -54,6 +73,7 @@ pub struct Shard {
     pub draining: Cell<bool>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
+    ticks: Cell<u64>,
     request_seq: Cell<u64>,
     id_prefix: u64,
     round_robin: RefCell<Vec<usize>>,
@@ -77,6 +97,7 @@ impl Shard {
             draining: Cell::new(false),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
+            ticks: Cell::new(0),
             request_seq: Cell::new(0),
             id_prefix: random_u64() ^ ((id as u64) << 56),
             round_robin: RefCell::new(Vec::new()),
@@ -96,6 +117,9 @@ impl Shard {
         let slot = Rc::new(ConnSlot {
             fd,
             idle: Cell::new(false),
+            upstream_fd: Cell::new(-1),
+            upstream_tick: Cell::new(0),
+            client_gone: Cell::new(false),
         });
         self.conns.borrow_mut().insert(id, Rc::clone(&slot));
         (id, slot)
@@ -116,6 +140,33 @@ impl Shard {
             if slot.idle.get() {
                 // SAFETY: the fd stays owned by its connection task; shutdown does not close it.
                 unsafe { libc::shutdown(slot.fd, libc::SHUT_RD) };
+            }
+        }
+    }
+
+    /// The sweep counter: a coarse clock that costs nothing to read.
+    pub fn tick(&self) -> u64 {
+        self.ticks.get()
+    }
+
+    /// Runs every [`SWEEP`]: for each request that has waited on its upstream for at least
+    /// one full sweep, peeks at the client socket; EOF means the client left (nginx does
+    /// the same check). The upstream connection is then shut down, which ends the pending
+    /// read at once and tells the inference server to stop generating. Costs nothing per
+    /// request: two `Cell` writes; the peeks happen only for long waits.
+    pub fn sweep(&self) {
+        let now = self.ticks.get() + 1;
+        self.ticks.set(now);
+        for slot in self.conns.borrow().values() {
+            let up = slot.upstream_fd.get();
+            if up < 0 || now.saturating_sub(slot.upstream_tick.get()) < 2 || slot.client_gone.get()
+            {
+                continue;
+            }
+            if peer_closed(slot.fd) {
+                slot.client_gone.set(true);
+                // SAFETY: the fd stays owned by the request; shutdown does not close it.
+                unsafe { libc::shutdown(up, libc::SHUT_RDWR) };
             }
         }
     }
@@ -171,6 +222,24 @@ impl Shard {
             pool.push(v);
         }
     }
+}
+
+/// Interval of [`Shard::sweep`].
+pub const SWEEP: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Non-blocking check for EOF (or a reset) on a socket, leaving any data unread.
+fn peer_closed(fd: RawFd) -> bool {
+    let mut b = [0u8; 1];
+    // SAFETY: valid 1-byte buffer; MSG_DONTWAIT never blocks.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            b.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
 }
 
 fn hex16(v: u64, out: &mut [u8]) {

@@ -274,3 +274,43 @@ fn non_loopback_style_garbage_does_not_hang() {
     );
     expect_rejected(&gw, b"GET / HTTP/1.1\r\n\r\n", 400, "bad_request");
 }
+
+#[test]
+fn client_disconnect_before_the_first_byte_closes_the_upstream_request() {
+    // A long prefill: the upstream answers only after 5 s, unless weir hangs up first.
+    let up = Upstream::start(|_, s| {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        let start = Instant::now();
+        let mut b = [0u8; 1];
+        while start.elapsed() < Duration::from_secs(5) {
+            match std::io::Read::read(s, &mut b) {
+                Ok(0) => return After::PeerGone,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                    return After::PeerGone
+                }
+                _ => {}
+            }
+        }
+        respond(s, 200, &[], b"too late");
+        After::KeepAlive
+    });
+    let gw = Gateway::to(up.addr);
+    let mut c = Client::connect(gw.addr);
+    c.send(&post_json("/v1/chat/completions", r#"{"model":"m"}"#));
+    thread::sleep(Duration::from_millis(300));
+    let start = Instant::now();
+    drop(c);
+    assert!(
+        up.wait_peer_closed(1, Duration::from_secs(3)),
+        "upstream request still open after the client left"
+    );
+    assert!(
+        start.elapsed() < Duration::from_millis(1500),
+        "{:?}",
+        start.elapsed()
+    );
+    // The gateway still serves.
+    let up2 = Upstream::ok();
+    let gw2 = Gateway::to(up2.addr);
+    assert_eq!(request(gw2.addr, &get("/")).unwrap().status, 200);
+}
