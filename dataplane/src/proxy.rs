@@ -453,20 +453,13 @@ async fn relay(
         // Head and the first body bytes leave in one write.
         wbuf.extend_from_slice(&ubuf[start..start + first.forward]);
     }
-    let extra_after_first = first.extra;
     if let Err(e) = client.write_all(wbuf).await {
         return abort(client_gone(e));
     }
-    if extra_after_first {
-        // The upstream sent more than one response: answer this one, never reuse.
-        return (
-            Attempt::End(Outcome::Aborted(Error::new(
-                ErrorKind::UpstreamProtocol,
-                "upstream sent bytes after the response",
-            ))),
-            false,
-        );
-    }
+    // Bytes after the end of the response (a HEAD answered with a body, a second
+    // response): the client got exactly its response; the upstream connection is not
+    // reused because its byte stream can no longer be trusted.
+    let mut trailing_garbage = first.extra;
     while !body.done {
         let n = match up.read(&mut ubuf[..]).await {
             Ok(0) => {
@@ -501,17 +494,16 @@ async fn relay(
         if let Err(e) = client.write_all(out).await {
             return abort(client_gone(e));
         }
-        if step.extra {
-            return abort(Error::new(
-                ErrorKind::UpstreamProtocol,
-                "upstream sent bytes after the response",
-            ));
-        }
+        trailing_garbage |= step.extra;
     }
     if body.dechunk {
         client_keep_alive = false;
     }
-    let reusable = head.keep_alive && body.framing != ResponseFraming::UntilClose;
+    if trailing_garbage {
+        tracing::debug!("upstream sent bytes after the response; not reusing the connection");
+    }
+    let reusable =
+        head.keep_alive && body.framing != ResponseFraming::UntilClose && !trailing_garbage;
     (
         Attempt::End(Outcome::Done {
             keep_alive: client_keep_alive,

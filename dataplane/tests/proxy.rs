@@ -324,3 +324,59 @@ fn many_shards_serve_many_connections() {
     let health = request(gw.addr, &get("/healthz")).unwrap();
     assert_eq!(health.json()["shards"], 2);
 }
+
+#[test]
+fn large_bodies_stream_both_ways() {
+    let up = Upstream::echo();
+    let gw = Gateway::to(up.addr);
+    let big: String = (0..(1 << 20))
+        .map(|i| (b'a' + (i % 26) as u8) as char)
+        .collect();
+    let body = format!("{{\"model\":\"m\",\"blob\":\"{big}\"}}");
+    let r = request(gw.addr, &post_json("/v1/embeddings", &body)).unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body.len(), body.len());
+    assert!(r.body == body.as_bytes());
+}
+
+#[test]
+fn head_204_and_http10_clients() {
+    let up = Upstream::start(|req, s| {
+        match req.path.as_str() {
+            "/empty" => {
+                let _ = std::io::Write::write_all(s, b"HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n");
+            }
+            "/sse" => {
+                sse_head(s).unwrap();
+                sse_event(s, "1").unwrap();
+                sse_end(s).unwrap();
+            }
+            _ => respond(s, 200, &[], b"12345"),
+        }
+        After::KeepAlive
+    });
+    let gw = Gateway::to(up.addr);
+    let mut c = Client::connect(gw.addr);
+    c.send(b"HEAD /x HTTP/1.1\r\nHost: a\r\n\r\n");
+    let (status, headers) = c.read_head().unwrap();
+    assert_eq!(status, 200);
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "content-length" && v == "5"));
+    // No body followed the HEAD response: the next response parses cleanly.
+    c.send(&get("/empty"));
+    let (status, headers) = c.read_head().unwrap();
+    assert_eq!(status, 204);
+    assert!(headers.iter().any(|(k, v)| k == "x-a" && v == "1"));
+    c.send(&get("/x"));
+    assert_eq!(c.read_response().unwrap().body, b"12345");
+
+    // An HTTP/1.0 client gets the chunked stream de-chunked, delimited by the close.
+    let mut c = Client::connect(gw.addr);
+    c.send(b"GET /sse HTTP/1.0\r\n\r\n");
+    let r = c.read_response().unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("transfer-encoding"), None);
+    assert_eq!(r.header("connection"), Some("close"));
+    assert_eq!(r.body, b"data: 1\n\ndata: [DONE]\n\n");
+}
