@@ -1,0 +1,84 @@
+//! Criterion benches for the per-request CPU work outside the kernel: parsing the request
+//! head, scanning the JSON body, parsing the upstream response head, and walking a
+//! chunked SSE body. Run: `cargo bench -p weir-dataplane --bench hot_path`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use weir::http::chunked::ChunkedDecoder;
+use weir::http::request::{self, HeadLimits, RequestHead};
+use weir::http::response::{self, ResponseHead};
+use weir::scan::Scanner;
+
+const HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway.internal:8080\r\nUser-Agent: OpenAI/Python 1.54.0\r\nAccept: application/json\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-test-0123456789abcdef\r\nX-Stainless-Lang: python\r\nX-Stainless-Package-Version: 1.54.0\r\nContent-Length: 4096\r\n\r\n";
+
+const RESPONSE_HEAD: &[u8] = b"HTTP/1.1 200 OK\r\ndate: Wed, 25 Nov 2026 12:00:00 GMT\r\nserver: uvicorn\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n";
+
+fn chat_body(target: usize) -> Vec<u8> {
+    let mut msgs = String::new();
+    let mut i = 0;
+    while msgs.len() + 120 < target {
+        let role = if i % 2 == 0 { "user" } else { "assistant" };
+        msgs.push_str(&format!(
+            "{{\"role\":\"{role}\",\"content\":\"Message {i}: explain how a reverse proxy streams server-sent events without buffering.\"}},"
+        ));
+        i += 1;
+    }
+    msgs.pop();
+    format!("{{\"model\":\"llama-3.1-8b-instruct\",\"messages\":[{msgs}],\"max_tokens\":256,\"stream\":true,\"stream_options\":{{\"include_usage\":true}}}}").into_bytes()
+}
+
+fn sse_body(events: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..events {
+        let ev = format!("data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} \"}}}}]}}\n\n");
+        out.extend_from_slice(format!("{:x}\r\n{ev}\r\n", ev.len()).as_bytes());
+    }
+    out.extend_from_slice(b"0\r\n\r\n");
+    out
+}
+
+fn benches(c: &mut Criterion) {
+    let limits = HeadLimits {
+        max_head_bytes: 65536,
+        max_headers: 100,
+    };
+    let mut head = RequestHead::default();
+    let mut g = c.benchmark_group("request_head");
+    g.throughput(Throughput::Bytes(HEAD.len() as u64));
+    g.bench_function("parse", |b| {
+        b.iter(|| request::parse(black_box(HEAD), limits, &mut head).unwrap())
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("scan");
+    let mut scanner = Scanner::new();
+    for size in [1024usize, 4096, 1 << 20] {
+        let body = chat_body(size);
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("{}B", body.len()), |b| {
+            b.iter(|| scanner.scan(black_box(&body)).unwrap())
+        });
+    }
+    g.finish();
+
+    let mut rh = ResponseHead::default();
+    c.bench_function("response_head/parse", |b| {
+        b.iter(|| response::parse(black_box(RESPONSE_HEAD), false, 32768, &mut rh).unwrap())
+    });
+
+    let body = sse_body(32);
+    let mut g = c.benchmark_group("chunked");
+    g.throughput(Throughput::Bytes(body.len() as u64));
+    g.bench_function("sse_32_events_passthrough", |b| {
+        b.iter(|| {
+            let mut d = ChunkedDecoder::new();
+            let n = d.feed(black_box(&body), |_| {}).unwrap();
+            assert!(d.is_done());
+            n
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(hot, benches);
+criterion_main!(hot);
