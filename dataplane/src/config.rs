@@ -174,9 +174,15 @@ fn default_prefix() -> String {
 
 impl Config {
     /// Parses YAML (JSON is YAML too) after expanding `${VAR}` and `${VAR:-default}`.
+    /// For files on the dataplane's own host.
     pub fn from_yaml(text: &str) -> Result<Config, ConfigError> {
-        let expanded = expand_env(text)?;
-        serde_yaml::from_str(&expanded).map_err(|e| {
+        Config::from_document(&expand_env(text)?)
+    }
+
+    /// Parses YAML or JSON as is, without environment expansion: for documents received
+    /// over the network (the admin must not leak its own environment into configs).
+    pub fn from_document(text: &str) -> Result<Config, ConfigError> {
+        serde_yaml::from_str(text).map_err(|e| {
             let path = e
                 .location()
                 .map(|l| format!("line {} column {}", l.line(), l.column()))
@@ -299,6 +305,8 @@ pub struct Route {
 /// The compiled, immutable config every shard reads.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
+    /// Config version from the control plane (0 for a config file).
+    pub version: u64,
     pub listeners: Vec<SocketAddr>,
     pub shards: Option<usize>,
     pub limits: Limits,
@@ -503,6 +511,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
     }
     let routes_by_model = routes.iter().any(|r| !r.models.is_empty());
     Ok(Snapshot {
+        version: 0,
         listeners,
         shards: cfg.shards,
         limits: cfg.limits,

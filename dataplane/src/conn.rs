@@ -74,6 +74,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 return;
             }
         }
+        // The request uses the snapshot current when its head arrived, to its end (a
+        // keep-alive connection may have idled across a config change).
+        let snap = shard.snapshot();
         let mut id_buf = [0u8; 32];
         let head_start = c.start;
         let head_end = c.start + c.head.len;
@@ -355,11 +358,14 @@ impl Conn {
             .shards_up
             .load(std::sync::atomic::Ordering::Relaxed);
         let draining = shard.draining.get();
-        let (status, body) = if draining {
-            (503, format!("{{\"status\":\"draining\",\"shards\":{up}}}"))
+        let version = shard.snapshot().version;
+        let (status, state) = if draining {
+            (503, "draining")
         } else {
-            (200, format!("{{\"status\":\"ok\",\"shards\":{up}}}"))
+            (200, "ok")
         };
+        let body =
+            format!("{{\"status\":\"{state}\",\"shards\":{up},\"config_version\":{version}}}");
         let mut out = Vec::with_capacity(128);
         crate::http::write_status_line(&mut out, status);
         out.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");

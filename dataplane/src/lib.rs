@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod error;
 pub mod http;
 pub mod proxy;

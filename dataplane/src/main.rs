@@ -27,6 +27,18 @@ struct Cli {
     /// Validate the config and exit.
     #[arg(long)]
     check: bool,
+    /// Subscribe to a weir-admin control plane for the config (`http://host:port`).
+    #[arg(long, conflicts_with_all = ["config", "upstream"])]
+    control_plane: Option<String>,
+    /// This dataplane's name in the fleet (with --control-plane).
+    #[arg(long, default_value = "weir-1")]
+    node_id: String,
+    /// File with the admin's bearer token (else env WEIR_ADMIN_TOKEN).
+    #[arg(long)]
+    admin_token_file: Option<std::path::PathBuf>,
+    /// Where the last applied snapshot is kept, to boot when the admin is unreachable.
+    #[arg(long, default_value = "weir-state")]
+    state_dir: std::path::PathBuf,
 }
 
 fn main() -> ExitCode {
@@ -49,6 +61,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let Some(url) = cli.control_plane.clone() {
+        return run_subscribed(&cli, &url);
+    }
     let mut cfg = match (&cli.config, &cli.upstream) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path)
@@ -70,6 +85,46 @@ fn run(cli: Cli) -> Result<(), String> {
         println!("config ok");
         return Ok(());
     }
+    serve(&cli, snapshot, |_| {})
+}
+
+/// Runs with the config from a control plane: boot from its current snapshot (or the one
+/// persisted by the last run), then apply every newer one without a restart.
+fn run_subscribed(cli: &Cli, url: &str) -> Result<(), String> {
+    let token = match &cli.admin_token_file {
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => std::env::var("WEIR_ADMIN_TOKEN").ok(),
+    };
+    let cp = weir::control::ControlPlane::new(url, &cli.node_id, token, cli.state_dir.clone())?;
+    let (version, mut snapshot) = cp.initial();
+    if let Some(l) = &cli.listen {
+        let addr = l
+            .parse()
+            .map_err(|e| format!("invalid --listen `{l}`: {e}"))?;
+        snapshot.listeners = vec![addr];
+    }
+    tracing::info!(version, "booting with config version");
+    serve(cli, snapshot, move |shared| {
+        std::thread::Builder::new()
+            .name("weir-control".into())
+            .spawn(move || cp.subscribe(shared, version))
+            .map(|_| ())
+            .unwrap_or_else(
+                |e| tracing::error!(error = %e, "cannot start the control-plane thread"),
+            );
+    })
+}
+
+fn serve(
+    cli: &Cli,
+    snapshot: weir::config::Snapshot,
+    after_start: impl FnOnce(std::sync::Arc<weir::shard::Shared>),
+) -> Result<(), String> {
     let shards = cli
         .shards
         .or(snapshot.shards)
@@ -85,6 +140,7 @@ fn run(cli: Cli) -> Result<(), String> {
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
     let server = Server::start(snapshot, shards).map_err(|e| e.to_string())?;
+    after_start(std::sync::Arc::clone(&server.shared));
     for a in &server.addrs {
         println!("weir listening on http://{a} ({shards} shards)");
     }

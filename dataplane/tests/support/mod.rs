@@ -20,17 +20,38 @@ pub struct Gateway {
 
 static CONFIG_SEQ: AtomicUsize = AtomicUsize::new(0);
 
+/// The `weir` binary: this crate's, or the workspace's `target/<profile>/weir` when the
+/// harness is used from another crate's tests.
+pub fn weir_bin() -> std::path::PathBuf {
+    if let Some(p) = option_env!("CARGO_BIN_EXE_weir") {
+        return p.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe.parent().unwrap().parent().unwrap().join("weir");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
 impl Gateway {
     /// Starts `weir --config` with `yaml` (its listener must be 127.0.0.1:0).
     pub fn start(yaml: &str, shards: usize) -> Gateway {
         let n = CONFIG_SEQ.fetch_add(1, Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!("weir-test-{}-{n}.yaml", std::process::id()));
         std::fs::write(&path, yaml).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
-            .arg("--config")
-            .arg(&path)
-            .arg("--shards")
-            .arg(shards.to_string())
+        let shards = shards.to_string();
+        let mut gw = Gateway::spawn(&["--config", path.to_str().unwrap(), "--shards", &shards]);
+        gw.config_path = path;
+        gw
+    }
+
+    /// Starts `weir ARGS` and waits for its "listening on" line.
+    pub fn spawn(args: &[&str]) -> Gateway {
+        let mut child = Command::new(weir_bin())
+            .args(args)
             .env("WEIR_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -49,7 +70,7 @@ impl Gateway {
         Gateway {
             child,
             addr,
-            config_path: path,
+            config_path: std::path::PathBuf::new(),
         }
     }
 
@@ -87,7 +108,9 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.config_path);
+        if !self.config_path.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.config_path);
+        }
     }
 }
 

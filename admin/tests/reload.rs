@@ -1,0 +1,273 @@
+//! The control plane with real processes: `weir-admin`, `weir --control-plane` with
+//! several shards, scriptable upstreams. Config changes made through the admin must be
+//! served by every shard without a restart; bad configs change nothing; the dataplane
+//! survives the admin and restarts from its persisted snapshot.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+#[path = "../../dataplane/tests/support/mod.rs"]
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+use support::*;
+
+const TOKEN: &str = "test-token-0123456789";
+
+struct Admin {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Admin {
+    fn start(dir: &std::path::Path) -> Admin {
+        std::fs::create_dir_all(dir).unwrap();
+        let token_file = dir.join("token");
+        std::fs::write(&token_file, TOKEN).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weir-admin"))
+            .args(["--listen", "127.0.0.1:0", "--max-wait", "5s", "--data"])
+            .arg(dir.join("data"))
+            .arg("--token-file")
+            .arg(&token_file)
+            .env("WEIR_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("admin did not start: {line:?}"))
+            .parse()
+            .unwrap();
+        Admin { child, addr }
+    }
+
+    fn call(&self, method: &str, path: &str, body: &str, extra: &str) -> Response {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: admin\r\nAuthorization: Bearer {TOKEN}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        request(self.addr, raw.as_bytes()).unwrap()
+    }
+
+    fn put(&self, yaml: &str) -> Response {
+        self.call(
+            "PUT",
+            "/v1/config",
+            yaml,
+            "Content-Type: application/yaml\r\n",
+        )
+    }
+}
+
+impl Drop for Admin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("weir-admin-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// An upstream that answers every request with `name`.
+fn named(name: &'static str) -> Upstream {
+    Upstream::start(move |_, s| {
+        respond(s, 200, &[], name.as_bytes());
+        After::KeepAlive
+    })
+}
+
+fn config_to(up: &Upstream) -> String {
+    format!(
+        "listeners: [\"127.0.0.1:0\"]\nupstreams:\n  - name: u\n    targets: [\"{}\"]\nroutes:\n  - upstream: u\n",
+        up.addr
+    )
+}
+
+fn subscribed_gateway(admin: SocketAddr, state: &std::path::Path, node: &str) -> Gateway {
+    let token_file = state.join("admin-token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    Gateway::spawn(&[
+        "--control-plane",
+        &format!("http://{admin}"),
+        "--node-id",
+        node,
+        "--admin-token-file",
+        token_file.to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--shards",
+        "2",
+    ])
+}
+
+fn body_of(gw: &Gateway) -> String {
+    String::from_utf8(request(gw.addr, &get("/")).unwrap().body).unwrap()
+}
+
+/// Waits until `n` fresh connections in a row (spread over the shards by SO_REUSEPORT)
+/// all see `want`; returns how long that took.
+fn wait_all_shards_serve(gw: &Gateway, want: &str, within: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        if (0..16).all(|_| body_of(gw) == want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "not every shard serves {want:?} after {within:?}"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn a_change_through_the_admin_reaches_every_shard_without_restart() {
+    let dir = tempdir("change");
+    let admin = Admin::start(&dir);
+    let (a, b) = (named("A"), named("B"));
+    assert_eq!(admin.put(&config_to(&a)).status, 200);
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(5));
+
+    // Keep-alive connections opened before the change see it on their next request.
+    let mut kept: Vec<Client> = (0..8).map(|_| Client::connect(gw.addr)).collect();
+    for c in kept.iter_mut() {
+        c.send(&get("/"));
+        assert_eq!(c.read_response().unwrap().body, b"A");
+    }
+    let r = admin.put(&config_to(&b));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["version"], 2);
+    let took = wait_all_shards_serve(&gw, "B", Duration::from_secs(3));
+    eprintln!("change served by all shards {took:?} after the admin's 200");
+    for c in kept.iter_mut() {
+        c.send(&get("/"));
+        assert_eq!(c.read_response().unwrap().body, b"B");
+    }
+    // The admin knows what the node applied.
+    let start = Instant::now();
+    loop {
+        let nodes = admin.call("GET", "/v1/nodes", "", "").json();
+        let n1 = nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == "n1")
+            .cloned();
+        if n1.as_ref().is_some_and(|n| n["version_applied"] == 2) {
+            assert!(n1.unwrap()["last_error"].is_null());
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "node status not reported: {nodes}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let health = request(gw.addr, &get("/healthz")).unwrap().json();
+    assert_eq!(health["config_version"], 2);
+}
+
+#[test]
+fn invalid_configs_are_refused_and_change_nothing() {
+    let dir = tempdir("invalid");
+    let admin = Admin::start(&dir);
+    let a = named("A");
+    assert_eq!(admin.put(&config_to(&a)).status, 200);
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(5));
+
+    let bad = format!("{}  - path_prefix: /x\n    upstream: nope\n", config_to(&a));
+    let r = admin.put(&bad);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.error_code(), "invalid_config");
+    assert_eq!(r.json()["error"]["path"], "routes[1].upstream");
+    let r = admin.put("routes: [}");
+    assert_eq!(r.status, 422);
+    let r = admin.put("upstreams: []\nroutes: []\nunknown_field: 1\n");
+    assert_eq!(r.status, 422);
+    let versions = admin.call("GET", "/v1/config/versions", "", "").json();
+    assert_eq!(versions["current"], 1);
+    assert_eq!(body_of(&gw), "A");
+}
+
+#[test]
+fn writers_with_a_stale_version_get_409_and_rollback_works() {
+    let dir = tempdir("rollback");
+    let admin = Admin::start(&dir);
+    let (a, b) = (named("A"), named("B"));
+    assert_eq!(admin.put(&config_to(&a)).status, 200);
+    let r = admin.call("PUT", "/v1/config", &config_to(&b), "If-Match: \"1\"\r\n");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("etag"), Some("\"2\""));
+    let r = admin.call("PUT", "/v1/config", &config_to(&a), "If-Match: \"1\"\r\n");
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "version_conflict");
+
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "B", Duration::from_secs(5));
+    let r = admin.call("POST", "/v1/config/rollback/1", "", "");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["version"], 3);
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(3));
+    let r = admin.call("POST", "/v1/config/rollback/9", "", "");
+    assert_eq!(r.status, 404);
+    let v1 = admin.call("GET", "/v1/config/versions/1", "", "").json();
+    assert_eq!(v1["upstreams"][0]["targets"][0], a.addr.to_string());
+}
+
+#[test]
+fn every_call_needs_the_token() {
+    let dir = tempdir("auth");
+    let admin = Admin::start(&dir);
+    for (method, path) in [
+        ("GET", "/v1/config"),
+        ("PUT", "/v1/config"),
+        ("GET", "/v1/snapshot"),
+        ("GET", "/v1/nodes"),
+    ] {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = request(admin.addr, raw.as_bytes()).unwrap();
+        assert_eq!(r.status, 401, "{method} {path}");
+        assert_eq!(r.error_code(), "invalid_token");
+        let raw = format!("{method} {path} HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer wrong-token-xxxxxxxx\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        assert_eq!(request(admin.addr, raw.as_bytes()).unwrap().status, 401);
+    }
+}
+
+#[test]
+fn the_dataplane_outlives_the_admin_and_restarts_from_disk() {
+    let dir = tempdir("outlive");
+    let mut admin = Admin::start(&dir);
+    let b = named("B");
+    assert_eq!(admin.put(&config_to(&b)).status, 200);
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "B", Duration::from_secs(5));
+    let admin_addr = admin.addr;
+    let _ = admin.child.kill();
+    let _ = admin.child.wait();
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(body_of(&gw), "B", "still serving without the admin");
+    drop(gw);
+    // A restart with the admin still down boots from the persisted snapshot.
+    let gw = subscribed_gateway(admin_addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "B", Duration::from_secs(5));
+    let health = request(gw.addr, &get("/healthz")).unwrap().json();
+    assert_eq!(health["config_version"], 1);
+}
