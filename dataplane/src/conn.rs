@@ -364,8 +364,10 @@ impl Conn {
         } else {
             (200, "ok")
         };
-        let body =
-            format!("{{\"status\":\"{state}\",\"shards\":{up},\"config_version\":{version}}}");
+        let body = format!(
+            "{{\"status\":\"{state}\",\"shards\":{up},\"shard\":{},\"config_version\":{version}}}",
+            shard.id
+        );
         let mut out = Vec::with_capacity(128);
         crate::http::write_status_line(&mut out, status);
         out.extend_from_slice(b"content-type: application/json\r\ncontent-length: ");
