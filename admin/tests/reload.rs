@@ -271,3 +271,72 @@ fn the_dataplane_outlives_the_admin_and_restarts_from_disk() {
     let health = request(gw.addr, &get("/healthz")).unwrap().json();
     assert_eq!(health["config_version"], 1);
 }
+
+#[test]
+fn a_snapshot_the_dataplane_rejects_leaves_the_old_one_serving_and_is_reported() {
+    // A scripted control plane (the real admin validates with the same compile step, so
+    // it cannot be made to serve a snapshot the dataplane rejects): version 1 is good,
+    // version 2 routes to an upstream that does not exist.
+    let a = named("A");
+    let good = serde_json_config(&config_to(&a));
+    let bad = good.replace("\"upstream\":\"u\"", "\"upstream\":\"missing\"");
+    assert_ne!(good, bad);
+    let cp = Upstream::start(move |req, s| {
+        if req.path.starts_with("/v1/snapshot?after=0") {
+            respond(
+                s,
+                200,
+                &[],
+                format!("{{\"version\":1,\"config\":{good}}}").as_bytes(),
+            );
+        } else if req.path.starts_with("/v1/snapshot?after=1") {
+            respond(
+                s,
+                200,
+                &[],
+                format!("{{\"version\":2,\"config\":{bad}}}").as_bytes(),
+            );
+        } else if req.path.starts_with("/v1/snapshot") {
+            thread::sleep(Duration::from_millis(300));
+            let _ = std::io::Write::write_all(s, b"HTTP/1.1 204 No Content\r\n\r\n");
+        } else {
+            let _ = std::io::Write::write_all(s, b"HTTP/1.1 204 No Content\r\n\r\n");
+        }
+        After::Close
+    });
+    let dir = tempdir("rejected");
+    let gw = subscribed_gateway(cp.addr, &dir, "n1");
+    let start = Instant::now();
+    let report = loop {
+        let reports: Vec<Recorded> = cp
+            .recorded()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/v1/nodes/n1/status")
+            .collect();
+        if let Some(r) = reports
+            .iter()
+            .find(|r| String::from_utf8_lossy(&r.body).contains("\"version\":2"))
+        {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "no rejection reported"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    let v: serde_json::Value = serde_json::from_slice(&report.body).unwrap();
+    assert!(
+        v["error"].as_str().unwrap().contains("routes[0].upstream"),
+        "{v}"
+    );
+    assert_eq!(body_of(&gw), "A", "the old snapshot keeps serving");
+    let health = request(gw.addr, &get("/healthz")).unwrap().json();
+    assert_eq!(health["config_version"], 1);
+}
+
+/// The canonical JSON the admin would store for a YAML document.
+fn serde_json_config(yaml: &str) -> String {
+    let cfg = weir::config::Config::from_document(yaml).unwrap();
+    serde_json::to_string(&cfg).unwrap()
+}
