@@ -14,6 +14,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 
+/// The committed OpenAPI document (`admin/openapi.json`); a test keeps it in step with
+/// the router.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeInfo {
     pub name: String,
@@ -45,6 +49,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/openapi.json",
+            get(|| async { json_text(OPENAPI.to_string()) }),
+        )
         .merge(api)
         .fallback(|| async {
             ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")

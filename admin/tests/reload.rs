@@ -340,3 +340,35 @@ fn serde_json_config(yaml: &str) -> String {
     let cfg = weir::config::Config::from_document(yaml).unwrap();
     serde_json::to_string(&cfg).unwrap()
 }
+
+#[test]
+fn the_openapi_document_is_served_and_lists_every_route() {
+    let dir = tempdir("openapi");
+    let admin = Admin::start(&dir);
+    let raw = "GET /openapi.json HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n";
+    let doc = request(admin.addr, raw.as_bytes()).unwrap().json();
+    let paths: Vec<&str> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    for p in [
+        "/healthz",
+        "/openapi.json",
+        "/v1/config",
+        "/v1/config/versions",
+        "/v1/config/versions/{n}",
+        "/v1/config/rollback/{n}",
+        "/v1/snapshot",
+        "/v1/nodes",
+        "/v1/nodes/{name}/status",
+    ] {
+        assert!(paths.contains(&p), "{p} missing from openapi.json");
+    }
+    assert_eq!(
+        paths.len(),
+        9,
+        "openapi.json lists a route the admin does not serve"
+    );
+}
