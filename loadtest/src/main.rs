@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod mock;
+mod run;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -24,12 +25,16 @@ struct Cli {
 enum Command {
     /// Serve a mock OpenAI-compatible inference API (benchmark upstream).
     Mock(mock::MockArgs),
+    /// Generate load against an OpenAI-compatible endpoint and report
+    /// latency percentiles.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Mock(args) => mock::run(args),
+        Command::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

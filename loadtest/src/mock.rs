@@ -200,7 +200,7 @@ fn default_stop_signals() {
 
 /// io_uring rings and registered buffers count against RLIMIT_MEMLOCK on
 /// older kernels; use all the hard limit allows.
-fn raise_memlock_limit() {
+pub(crate) fn raise_memlock_limit() {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -215,7 +215,7 @@ fn raise_memlock_limit() {
 }
 
 /// The CPUs this process may run on, in ascending order.
-fn allowed_cpus() -> Result<Vec<usize>, String> {
+pub(crate) fn allowed_cpus() -> Result<Vec<usize>, String> {
     // SAFETY: `cpu_set_t` is plain data; the kernel writes at most its size.
     let set = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();

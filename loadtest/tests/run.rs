@@ -1,0 +1,206 @@
+//! End-to-end tests of `weir-loadtest run` against the real mock.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Output, Stdio},
+};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_weir-loadtest");
+
+/// A running mock; killed by PID (via `Child`) when dropped.
+struct Mock {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Mock {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Mock {
+    fn start(args: &[&str]) -> Mock {
+        let child = Command::new(BIN)
+            .args(["mock", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn mock");
+        let mut mock = Mock {
+            child,
+            addr: String::new(),
+        };
+        let stdout = mock.child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        mock.addr = line
+            .trim_end()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_string();
+        mock
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn temp_json(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("weir-loadtest-{}-{name}.json", std::process::id()))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("run")
+        .args(args)
+        .output()
+        .expect("run")
+}
+
+fn run_json(name: &str, args: &[&str]) -> Value {
+    let path = temp_json(name);
+    let mut all: Vec<&str> = args.to_vec();
+    let p = path.to_str().unwrap().to_string();
+    all.extend(["--json", &p]);
+    let out = run(&all);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    v
+}
+
+fn f(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn closed_loop_chat() {
+    let mock = Mock::start(&[]);
+    let url = mock.url();
+    let v = run_json(
+        "closed",
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "2s",
+            "--connections",
+            "8",
+            "--model",
+            "a,b",
+        ],
+    );
+    assert_eq!(v["settings"]["mode"], "closed");
+    assert_eq!(v["settings"]["workload"], "chat");
+    let ok = v["counts"]["ok"].as_u64().unwrap();
+    assert!(ok > 0, "{v}");
+    assert_eq!(v["counts"]["errors"], 0, "{v}");
+    assert_eq!(v["counts"]["sent"].as_u64().unwrap(), ok);
+    assert!(f(&v["rps"]["achieved"]) > 0.0);
+    assert!(v["rps"]["offered"].is_null());
+    let lat = &v["latency_ms"]["request"];
+    assert_eq!(lat["count"].as_u64().unwrap(), ok);
+    for k in ["p50", "p90", "p99", "p99_9", "max", "mean"] {
+        assert!(f(&lat[k]) > 0.0, "{k}: {lat}");
+    }
+    assert!(f(&lat["p50"]) <= f(&lat["p99"]));
+    assert!(v["latency_ms"]["ttft"].is_null());
+    assert!(v["machine"]["nproc"].as_u64().unwrap() >= 1);
+    assert!(v["machine"]["kernel"].is_string());
+}
+
+#[test]
+fn open_loop_chat_stream() {
+    let mock = Mock::start(&["--ttft-ms", "20", "--itl-ms", "5"]);
+    let url = mock.url();
+    let v = run_json(
+        "open",
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "2s",
+            "--mode",
+            "open",
+            "--rate",
+            "200",
+            "--workload",
+            "chat-stream",
+            "--max-tokens",
+            "8",
+        ],
+    );
+    assert_eq!(v["settings"]["mode"], "open");
+    assert_eq!(v["counts"]["errors"], 0, "{v}");
+    let ok = v["counts"]["ok"].as_u64().unwrap();
+    assert_eq!(v["counts"]["streams"].as_u64().unwrap(), ok);
+    assert_eq!(
+        v["counts"]["output_tokens"].as_u64().unwrap(),
+        ok * 8,
+        "{v}"
+    );
+    let achieved = f(&v["rps"]["achieved"]);
+    assert_eq!(f(&v["rps"]["offered"]), 200.0);
+    assert!((achieved - 200.0).abs() <= 10.0, "achieved {achieved}");
+    let ttft = &v["latency_ms"]["ttft"];
+    assert!(f(&ttft["p50"]) >= 20.0, "{ttft}");
+    let itl = &v["latency_ms"]["itl"];
+    assert!(f(&itl["p50"]) >= 4.0, "{itl}");
+    // 20 ms + 7 gaps of 5 ms.
+    assert!(f(&v["latency_ms"]["request"]["p50"]) >= 55.0, "{v}");
+    assert!(f(&v["latency_ms"]["tpot"]["p50"]) >= 4.0, "{v}");
+}
+
+#[test]
+fn refuses_non_loopback_targets() {
+    let out = run(&["--url", "http://192.0.2.1:80", "--duration", "1s"]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("non-loopback"), "{stderr}");
+    assert!(stderr.contains("--allow-remote"), "{stderr}");
+}
+
+#[test]
+fn connection_refused_is_counted() {
+    // A port nothing listens on: every attempt is a connect error.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let path = temp_json("refused");
+    let url = format!("http://127.0.0.1:{port}");
+    let out = run(&[
+        "--url",
+        &url,
+        "--duration",
+        "300ms",
+        "--connections",
+        "2",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "no request succeeded, so it fails");
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert_eq!(v["counts"]["ok"], 0);
+    assert!(
+        v["counts"]["errors_by_kind"]["connect"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+}
