@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # Live-reload benchmark: time from weir-admin's 200 to the new config answering on every
-# shard (100 changes, p50/p99), and 100 changes while wrk drives load (failed requests,
-# latency during reloads vs without). Writes bench-results/DATE-reload/ (or $OUT_DIR).
+# shard (100 changes, p50/p99), and 100 changes while `weir-loadtest run` drives an
+# open-loop load of RATE requests/s (failed requests, latency during reloads vs without).
+# Writes bench-results/DATE-reload/ (or $OUT_DIR).
 #
-#   scripts/bench-reload.sh            CHANGES=100 SHARDS=2 LOAD_SECONDS=20
+#   scripts/bench-reload.sh            CHANGES=100 SHARDS=2 RATE=2000 LOAD_SECONDS=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
 CHANGES="${CHANGES:-100}"
 SHARDS="${SHARDS:-2}"
 LOAD_SECONDS="${LOAD_SECONDS:-20}"
+RATE="${RATE:-2000}"
 OUT_DIR="${OUT_DIR:-bench-results/$(date +%Y-%m-%d)-reload}"
-command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 echo "==> building release"
 cargo build --release --bins -q
 mkdir -p "$OUT_DIR"
@@ -41,7 +42,7 @@ WEIR="$(grep -o 'http://[0-9.:]*' "$WORK/weir.log" | head -1)"
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "nproc: $(nproc)"
   echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
   echo "kernel: $(uname -r)"; echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
-  echo "shards: $SHARDS; changes: $CHANGES; load: wrk -t1 -c16 for ${LOAD_SECONDS}s"
+  echo "shards: $SHARDS; changes: $CHANGES; load: weir-loadtest run --mode open --rate $RATE --workload chat for ${LOAD_SECONDS}s"
   echo "load before: $(cat /proc/loadavg)"
 } >"$OUT_DIR/machine.txt"
 
@@ -85,17 +86,27 @@ PY
 echo "==> $CHANGES changes, idle gateway"
 changes idle | tee "$OUT_DIR/idle.txt"
 
-echo "==> baseline load without changes"
-wrk -t1 -c16 -d"${LOAD_SECONDS}s" --latency -s scripts/wrk/chat.lua "$WEIR/v1/chat/completions" >"$OUT_DIR/wrk-baseline.txt"
-echo "==> load with $CHANGES changes"
-wrk -t1 -c16 -d"${LOAD_SECONDS}s" --latency -s scripts/wrk/chat.lua "$WEIR/v1/chat/completions" >"$OUT_DIR/wrk-reloads.txt" &
-WRK=$!
+load() {  # $1 = label
+  ./target/release/weir-loadtest run --url "$WEIR" --mode open --rate "$RATE" \
+    --duration "${LOAD_SECONDS}s" --workload chat --json "$OUT_DIR/load-$1.json" >"$OUT_DIR/load-$1.txt" 2>&1
+}
+echo "==> baseline: open loop at $RATE rps without changes"
+load baseline
+echo "==> open loop at $RATE rps with $CHANGES changes"
+load reloads &
+LOAD=$!
 sleep 1
 changes under-load | tee "$OUT_DIR/under-load.txt"
-wait "$WRK"
+wait "$LOAD"
 echo "load after: $(cat /proc/loadavg)" >>"$OUT_DIR/machine.txt"
-for f in baseline reloads; do
-  echo "--- wrk $f"; grep -E "Requests/sec|requests in|Non-2xx|Socket errors|^ +(50|99)%" "$OUT_DIR/wrk-$f.txt" || true
-done | tee "$OUT_DIR/summary.txt"
+python3 - "$OUT_DIR" <<'PY' | tee "$OUT_DIR/summary.txt"
+import json, sys
+out = sys.argv[1]
+for label in ["baseline", "reloads"]:
+    r = json.load(open(f"{out}/load-{label}.json"))
+    c, lat = r["counts"], r["latency_ms"]["request"]
+    print(f"{label:9s} sent={c['sent']} ok={c['ok']} errors={c['errors']} by_kind={c['errors_by_kind']} "
+          f"status={c['status']} rps={r['rps']['achieved']:.0f} p50={lat['p50']:.3f}ms p99={lat['p99']:.3f}ms max={lat['max']:.3f}ms")
+PY
 cat "$OUT_DIR/idle.txt" "$OUT_DIR/under-load.txt" >>"$OUT_DIR/summary.txt"
 echo "==> results in $OUT_DIR"
