@@ -7,10 +7,9 @@
 #[path = "../../dataplane/tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::thread;
 use std::time::{Duration, Instant};
 use support::*;
@@ -27,26 +26,14 @@ impl Admin {
         std::fs::create_dir_all(dir).unwrap();
         let token_file = dir.join("token");
         std::fs::write(&token_file, TOKEN).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_weir-admin"))
-            .args(["--listen", "127.0.0.1:0", "--max-wait", "5s", "--data"])
-            .arg(dir.join("data"))
-            .arg("--token-file")
-            .arg(&token_file)
-            .env("WEIR_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("admin did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let (child, addr) = spawn_listening(
+            Command::new(env!("CARGO_BIN_EXE_weir-admin"))
+                .args(["--listen", "127.0.0.1:0", "--max-wait", "5s", "--data"])
+                .arg(dir.join("data"))
+                .arg("--token-file")
+                .arg(&token_file)
+                .env("WEIR_LOG", "warn"),
+        );
         Admin { child, addr }
     }
 

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod control;
 pub mod error;
 pub mod http;
+pub mod logging;
 pub mod proxy;
 pub mod scan;
 pub mod server;

@@ -4,10 +4,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use support::*;
 
 struct Mock(Child, SocketAddr);
@@ -28,21 +27,8 @@ fn start_mock() -> Mock {
         "{} is missing: run `cargo build --workspace --bins` first (scripts/test.sh does)",
         bin.display()
     );
-    let mut child = Command::new(bin)
-        .args(["mock", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("mock did not start: {line:?}"))
-        .parse()
-        .unwrap();
+    let (child, addr) =
+        spawn_listening(Command::new(bin).args(["mock", "--listen", "127.0.0.1:0"]));
     Mock(child, addr)
 }
 

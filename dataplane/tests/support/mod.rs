@@ -50,23 +50,9 @@ impl Gateway {
 
     /// Starts `weir ARGS` and waits for its "listening on" line.
     pub fn spawn(args: &[&str]) -> Gateway {
-        let mut child = Command::new(weir_bin())
-            .args(args)
-            .env("WEIR_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("weir did not start: {line:?}"))
-            .parse()
-            .unwrap();
+        let mut cmd = Command::new(weir_bin());
+        cmd.args(args).env("WEIR_LOG", "warn");
+        let (child, addr) = spawn_listening(&mut cmd);
         Gateway {
             child,
             addr,
@@ -102,6 +88,24 @@ impl Gateway {
         }
         None
     }
+}
+
+/// Spawns a server that prints its address on the first stdout line (`… http://ADDR …`
+/// or `listening on ADDR`) and returns it with that address.
+pub fn spawn_listening(cmd: &mut Command) -> (Child, SocketAddr) {
+    let mut child = cmd.stdout(Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .or_else(|| line.split("listening on ").nth(1))
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("server did not start: {line:?}"));
+    (child, addr)
 }
 
 impl Drop for Gateway {
