@@ -109,31 +109,14 @@ fn port_taken_by_another_process_fails_clearly() {
 #[test]
 fn ad_hoc_mode_forwards_everything() {
     let up = Upstream::echo();
-    let mut child = weir()
-        .args([
-            "--upstream",
-            &format!("http://{}", up.addr),
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (mut child, addr) = spawn_listening(weir().args([
+        "--upstream",
+        &format!("http://{}", up.addr),
+        "--listen",
+        "127.0.0.1:0",
+        "--shards",
+        "1",
+    ]));
     let r = request(
         addr,
         &post_json("/anything/at/all", r#"{"model":"whatever"}"#),
