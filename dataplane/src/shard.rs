@@ -149,12 +149,23 @@ impl Shard {
         self.ticks.get()
     }
 
-    /// Runs every [`SWEEP`]: for each request that has waited on its upstream for at least
-    /// one full sweep, peeks at the client socket; EOF means the client left (nginx does
-    /// the same check). The upstream connection is then shut down, which ends the pending
+    /// Runs every [`SWEEP`]. Closes idle upstream connections past their pool's idle
+    /// timeout. For each request that has waited on its upstream for at least one full
+    /// sweep, peeks at the client socket; EOF means the client left (nginx does the same
+    /// check). The upstream connection is then shut down, which ends the pending
     /// read at once and tells the inference server to stop generating. Costs nothing per
     /// request: two `Cell` writes; the peeks happen only for long waits.
     pub fn sweep(&self) {
+        // Idle upstream connections past every pool's idle timeout are closed here, so
+        // they do not hold file descriptors (and the upstream's) until reused.
+        let snap = self.snapshot();
+        let max_idle = snap
+            .upstreams
+            .iter()
+            .map(|u| u.pool.idle_timeout)
+            .max()
+            .unwrap_or_default();
+        self.pools.evict_older_than(max_idle);
         let now = self.ticks.get() + 1;
         self.ticks.set(now);
         for slot in self.conns.borrow().values() {

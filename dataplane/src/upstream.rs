@@ -64,6 +64,17 @@ impl Pools {
         });
     }
 
+    /// Closes idle connections older than `max_age`, for every target (including targets
+    /// a config change removed, which `take` would never visit again).
+    pub fn evict_older_than(&self, max_age: Duration) {
+        let now = Instant::now();
+        let mut map = self.idle.borrow_mut();
+        map.retain(|_, list| {
+            list.retain(|i| now.saturating_duration_since(i.since) <= max_age);
+            !list.is_empty()
+        });
+    }
+
     /// Number of idle connections (all targets), for tests and metrics.
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()

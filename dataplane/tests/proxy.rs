@@ -380,3 +380,19 @@ fn head_204_and_http10_clients() {
     assert_eq!(r.header("connection"), Some("close"));
     assert_eq!(r.body, b"data: 1\n\ndata: [DONE]\n\n");
 }
+
+#[test]
+fn idle_upstream_connections_are_closed_after_the_pool_idle_timeout() {
+    let up = Upstream::ok();
+    let gw = Gateway::with(up.addr, "    pool: { idle_timeout: 300ms }", "");
+    assert_eq!(request(gw.addr, &get("/")).unwrap().status, 200);
+    assert_eq!(up.recorded().len(), 1);
+    // Nobody reuses it: the shard's sweep closes it soon after 300 ms.
+    let start = Instant::now();
+    assert!(up.wait_peer_closed(1, Duration::from_secs(3)));
+    assert!(
+        start.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        start.elapsed()
+    );
+}
