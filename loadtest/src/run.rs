@@ -345,19 +345,33 @@ impl Shard {
     /// `intended`; records the outcome. Leaves `conn` set only if reusable.
     async fn one(&self, conn: &mut Option<Conn>, intended: Instant, track: &mut StreamTrack) {
         self.metrics.borrow_mut().sent += 1;
-        if conn.is_none() {
-            match self.bounded(intended, Conn::connect(self.plan.addr)).await {
-                Race::Done(Ok(c)) => *conn = Some(c),
-                Race::Done(Err(kind)) => return self.metrics.borrow_mut().error(kind),
-                Race::Timeout => return self.metrics.borrow_mut().error(ErrorKind::Connect),
-                Race::Dropped => return self.metrics.borrow_mut().error(ErrorKind::Dropped),
-            }
-        }
-        let Some(c) = conn.as_mut() else { return };
         let request = self.request();
-        let outcome = self
-            .bounded(intended, c.exchange(request, intended, track))
-            .await;
+        let mut outcome = Race::Done(Err(ErrorKind::Closed));
+        // A kept-alive connection the server closed while idle fails before any response
+        // byte: reconnect once and resend (as wrk does) instead of counting an error.
+        for attempt in 0..2 {
+            let reused = conn.is_some();
+            if conn.is_none() {
+                match self.bounded(intended, Conn::connect(self.plan.addr)).await {
+                    Race::Done(Ok(c)) => *conn = Some(c),
+                    Race::Done(Err(kind)) => return self.metrics.borrow_mut().error(kind),
+                    Race::Timeout => return self.metrics.borrow_mut().error(ErrorKind::Connect),
+                    Race::Dropped => return self.metrics.borrow_mut().error(ErrorKind::Dropped),
+                }
+            }
+            let Some(c) = conn.as_mut() else { return };
+            outcome = self
+                .bounded(intended, c.exchange(request, intended, track))
+                .await;
+            let stale = reused
+                && attempt == 0
+                && matches!(outcome, Race::Done(Err(ErrorKind::Closed)))
+                && !c.responded();
+            if !stale {
+                break;
+            }
+            *conn = None;
+        }
         let start = self.plan.start;
         let latency =
             schedule::corrected_latency(intended.saturating_duration_since(start), start.elapsed());

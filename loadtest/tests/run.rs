@@ -204,3 +204,51 @@ fn connection_refused_is_counted() {
         "{v}"
     );
 }
+
+#[test]
+fn a_keep_alive_connection_closed_while_idle_is_retried_not_counted() {
+    // A server that answers one request per connection and then closes it without
+    // saying so (no `Connection: close`), like a server with a short keep-alive timeout.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            std::thread::spawn(move || {
+                use std::io::{Read, Write};
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut tmp) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                    }
+                }
+                // The body is small and arrives with the head; answer and close.
+                let body = br#"{"ok":true}"#;
+                let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n", body.len());
+                let _ = s.write_all(body);
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            });
+        }
+    });
+    let url = format!("http://{addr}");
+    let report = run_json(
+        "stale",
+        &[
+            "--url",
+            &url,
+            "--mode",
+            "closed",
+            "--connections",
+            "1",
+            "--duration",
+            "1s",
+            "--workload",
+            "embeddings",
+        ],
+    );
+    let counts = &report["counts"];
+    assert_eq!(counts["errors"], 0, "{counts}");
+    assert!(counts["ok"].as_u64().unwrap() >= 10, "{counts}");
+}

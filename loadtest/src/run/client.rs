@@ -27,6 +27,8 @@ pub struct Conn {
     pos: usize,
     filled: usize,
     sse: SseParser,
+    /// Whether any byte of the current exchange's response arrived.
+    responded: bool,
 }
 
 /// A complete response.
@@ -66,6 +68,7 @@ impl Conn {
             pos: 0,
             filled: 0,
             sse: SseParser::new(),
+            responded: false,
         })
     }
 
@@ -88,10 +91,17 @@ impl Conn {
             Ok(0) => Ok(false),
             Ok(n) => {
                 self.filled += n;
+                self.responded = true;
                 Ok(true)
             }
             Err(e) => Err(io_kind(&e)),
         }
+    }
+
+    /// Whether any response byte arrived in the last exchange. A kept-alive connection
+    /// that the server closed while it was idle fails without one.
+    pub fn responded(&self) -> bool {
+        self.responded
     }
 
     /// Sends `request` and reads the whole response. Stream events are
@@ -105,6 +115,7 @@ impl Conn {
     ) -> Result<Response, ErrorKind> {
         track.reset();
         self.sse.reset();
+        self.responded = self.pos < self.filled;
         self.stream
             .write_all(request)
             .await
