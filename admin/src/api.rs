@@ -46,6 +46,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/snapshot", get(snapshot))
         .route("/v1/nodes", get(list_nodes))
         .route("/v1/nodes/{name}/status", post(node_status))
+        .merge(crate::entities::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -71,13 +72,26 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError {
             status,
             code,
             message: message.into(),
             path: None,
         }
+    }
+
+    pub(crate) fn internal(message: String) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+
+    /// 422 for an entity body that does not parse.
+    pub(crate) fn invalid(path: String, message: String) -> ApiError {
+        ApiError::invalid_config(path, message)
     }
 
     fn invalid_config(path: String, message: String) -> ApiError {
@@ -153,7 +167,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+pub(crate) fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     match headers.get(header::IF_MATCH) {
         None => Ok(None),
         Some(v) => v
@@ -172,7 +186,7 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     }
 }
 
-fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
+pub(crate) fn etag(version: u64) -> [(header::HeaderName, HeaderValue); 1] {
     let v = HeaderValue::from_str(&format!("\"{version}\""))
         .unwrap_or(HeaderValue::from_static("\"0\""));
     [(header::ETAG, v)]
@@ -184,7 +198,7 @@ fn json_text(text: String) -> Response {
 
 /// Validates a document with the dataplane's own parse and compile step (so what the
 /// admin accepts the dataplane can load) and returns its canonical JSON.
-async fn validate(body: String) -> Result<String, ApiError> {
+pub(crate) async fn validate_config(body: String) -> Result<String, ApiError> {
     tokio::task::spawn_blocking(move || {
         let cfg = weir::config::Config::from_document(&body)
             .map_err(|e| ApiError::invalid_config(e.path, e.message))?;
@@ -203,7 +217,7 @@ async fn put_config(
     body: String,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
-    let json = validate(body).await?;
+    let json = validate_config(body).await?;
     let version = st.store.put(&json, "put /v1/config", expected)?;
     st.version.send_replace(version);
     tracing::info!(version, "config stored");

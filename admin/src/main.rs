@@ -3,6 +3,7 @@
 //! dataplanes by long-poll.
 
 mod api;
+mod entities;
 mod store;
 
 use clap::Parser;

@@ -350,12 +350,152 @@ fn the_openapi_document_is_served_and_lists_every_route() {
         "/v1/snapshot",
         "/v1/nodes",
         "/v1/nodes/{name}/status",
+        "/v1/upstreams",
+        "/v1/upstreams/{name}",
+        "/v1/routes",
+        "/v1/routes/{name}",
+        "/v1/model_aliases",
+        "/v1/model_aliases/{from}",
     ] {
         assert!(paths.contains(&p), "{p} missing from openapi.json");
     }
     assert_eq!(
         paths.len(),
-        9,
+        15,
         "openapi.json lists a route the admin does not serve"
     );
+}
+
+#[test]
+fn entities_build_a_config_one_piece_at_a_time() {
+    let dir = tempdir("entities");
+    let admin = Admin::start(&dir);
+    let (a, b) = (named("A"), named("B"));
+    let json = "Content-Type: application/json\r\n";
+
+    // From nothing: an upstream, then a route to it.
+    let r = admin.call(
+        "POST",
+        "/v1/upstreams",
+        &format!(r#"{{"name":"a","targets":["{}"]}}"#, a.addr),
+        json,
+    );
+    assert_eq!(r.status, 201, "{:?}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["version"], 1);
+    let r = admin.call(
+        "POST",
+        "/v1/upstreams",
+        &format!(r#"{{"name":"a","targets":["{}"]}}"#, a.addr),
+        json,
+    );
+    assert_eq!(r.status, 409);
+    let r = admin.call(
+        "POST",
+        "/v1/routes",
+        r#"{"name":"all","path_prefix":"/","upstream":"a"}"#,
+        json,
+    );
+    assert_eq!(r.status, 201);
+    let r = admin.call(
+        "POST",
+        "/v1/routes",
+        r#"{"path_prefix":"/x","upstream":"a"}"#,
+        json,
+    );
+    assert_eq!(r.status, 422, "routes made through the API need a name");
+
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(5));
+
+    // A second upstream and a route placed first, for one model only.
+    let r = admin.call(
+        "PUT",
+        "/v1/upstreams/b",
+        &format!(r#"{{"targets":["{}"]}}"#, b.addr),
+        json,
+    );
+    assert_eq!(r.status, 201);
+    let r = admin.call(
+        "POST",
+        "/v1/routes?position=0",
+        r#"{"name":"big","path_prefix":"/","models":["big-model"],"upstream":"b"}"#,
+        json,
+    );
+    assert_eq!(r.status, 201);
+    let r = admin.call(
+        "PUT",
+        "/v1/model_aliases/gpt-4o",
+        r#"{"to":"big-model"}"#,
+        json,
+    );
+    assert_eq!(r.status, 201);
+    let start = Instant::now();
+    loop {
+        let r = request(
+            gw.addr,
+            &post_json("/v1/chat/completions", r#"{"model":"gpt-4o"}"#),
+        )
+        .unwrap();
+        if r.body == b"B" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "alias + route not served"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        request(
+            gw.addr,
+            &post_json("/v1/chat/completions", r#"{"model":"small"}"#)
+        )
+        .unwrap()
+        .body,
+        b"A"
+    );
+
+    let routes = admin.call("GET", "/v1/routes", "", "").json();
+    let names: Vec<&str> = routes["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["big", "all"]);
+    assert_eq!(
+        admin.call("GET", "/v1/upstreams/b", "", "").json()["targets"][0],
+        b.addr.to_string()
+    );
+    assert_eq!(admin.call("GET", "/v1/upstreams/zzz", "", "").status, 404);
+
+    // Deleting an upstream a route still uses is refused with the route's path.
+    let r = admin.call("DELETE", "/v1/upstreams/b", "", "");
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["path"], "routes[0].upstream");
+    // Delete the route first, then the upstream.
+    assert_eq!(admin.call("DELETE", "/v1/routes/big", "", "").status, 200);
+    assert_eq!(admin.call("DELETE", "/v1/upstreams/b", "", "").status, 200);
+    assert_eq!(
+        admin
+            .call("DELETE", "/v1/model_aliases/gpt-4o", "", "")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .call("DELETE", "/v1/model_aliases/gpt-4o", "", "")
+            .status,
+        404
+    );
+    // A stale If-Match on an entity write is a conflict.
+    let r = admin.call(
+        "PUT",
+        "/v1/model_aliases/x",
+        r#"{"to":"y"}"#,
+        "If-Match: \"1\"\r\n",
+    );
+    assert_eq!(r.status, 409);
+    let versions = admin.call("GET", "/v1/config/versions", "", "").json();
+    assert_eq!(versions["current"], 8);
 }

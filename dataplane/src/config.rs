@@ -38,7 +38,9 @@ pub struct Config {
     pub limits: Limits,
     #[serde(default)]
     pub timeouts: ClientTimeouts,
+    #[serde(default)]
     pub upstreams: Vec<UpstreamConfig>,
+    #[serde(default)]
     pub routes: Vec<RouteConfig>,
     /// Client-facing model name → the model name the upstream serves. Applied before
     /// routing, so routes match the served name.
@@ -471,9 +473,8 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             pool: u.pool,
         });
     }
-    if cfg.routes.is_empty() {
-        return Err(cerr("routes", "at least one route is required"));
-    }
+    // No routes is a valid (if useless) state: everything answers 404. The admin's entity
+    // API builds a config up from there, one route at a time.
     let mut routes = Vec::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         let path = format!("routes[{i}]");

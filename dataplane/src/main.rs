@@ -118,6 +118,9 @@ fn serve(
     snapshot: weir::config::Snapshot,
     after_start: impl FnOnce(std::sync::Arc<weir::shard::Shared>),
 ) -> Result<(), String> {
+    if snapshot.routes.is_empty() {
+        tracing::warn!("the config has no routes: every request will get 404");
+    }
     let shards = cli
         .shards
         .or(snapshot.shards)
