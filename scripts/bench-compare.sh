@@ -1,0 +1,203 @@
+#!/usr/bin/env bash
+# Weir beside its peers, measured with weir-loadtest: direct to the mock, nginx, HAProxy
+# and Weir (TensorZero, Portkey and LiteLLM are not set up by this script yet; it says so).
+# Pinned: every proxy on PROXY_CPU, the mocks and the load generator on LOAD_CPU.
+# Interleaved rounds. Scenarios:
+#   closed    closed loop, 32 connections, plain chat (max throughput)
+#   open-R    open loop at R requests/s (RATES, default "1000 2000 5000"), plain chat
+#   streams   STREAMS concurrent SSE streams (default 1000) of 20 events at 20 events/s
+#   single    one connection, plain chat
+# Writes bench-results/DATE-compare/ (or $OUT_DIR): commands, machine, raw JSON per run,
+# results.csv and summary.md (medians, ratios against nginx, CPU per request).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS="${ROUNDS:-3}"
+DURATION="${DURATION:-8}"
+RATES="${RATES:-1000 2000 5000}"
+STREAMS="${STREAMS:-1000}"
+LOAD_CPU="${LOAD_CPU:-0}"
+PROXY_CPU="${PROXY_CPU:-1}"
+TARGETS="${TARGETS:-direct nginx haproxy weir}"
+SCENARIOS="${SCENARIOS:-closed $(for r in $RATES; do printf 'open-%s ' "$r"; done)streams single}"
+OUT_DIR="${OUT_DIR:-bench-results/$(date +%Y-%m-%d)-compare}"
+
+for tool in nginx haproxy; do
+  command -v "$tool" >/dev/null || { echo "==> installing $tool"; apt-get install -y "$tool" >/dev/null; }
+done
+for peer in TensorZero Portkey LiteLLM; do
+  echo "==> skipping $peer: not set up by this script yet (see ../shared/PEERS.md for how to run it)"
+done
+echo "==> building release"
+cargo build --release --bins -q
+mkdir -p "$OUT_DIR/raw"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT INT TERM
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+addr_of() { for _ in $(seq 1 200); do grep -qE "$2" "$1" && break; sleep 0.05; done; grep -oE "$2" "$1" | head -1 | grep -oE '[0-9.]+:[0-9]+'; }
+
+# Two mocks: FAST answers at once; SLOW streams at 20 events/s (SSE scenario).
+taskset -c "$LOAD_CPU" ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$WORK/fast.log" 2>&1 & PIDS+=($!); FAST_PID=$!
+taskset -c "$LOAD_CPU" ./target/release/weir-loadtest mock --listen 127.0.0.1:0 --itl-ms 50 >"$WORK/slow.log" 2>&1 & PIDS+=($!)
+FAST="$(addr_of "$WORK/fast.log" 'listening on [0-9.:]+')"
+SLOW="$(addr_of "$WORK/slow.log" 'listening on [0-9.:]+')"
+
+# nginx: one worker, two servers.
+NG1="$(free_port)"; NG2="$(free_port)"
+mkdir -p "$WORK/nginx/logs"
+cat >"$WORK/nginx/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/logs/error.log warn;
+worker_rlimit_nofile 65536;
+events { worker_connections 16384; }
+http {
+  access_log off;
+  upstream fast { server $FAST; keepalive 256; }
+  upstream slow { server $SLOW; keepalive 1024; }
+  server { listen 127.0.0.1:$NG1 reuseport; location / { proxy_pass http://fast; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } }
+  server { listen 127.0.0.1:$NG2 reuseport; location / { proxy_pass http://slow; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; } }
+}
+CONF
+taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" & PIDS+=($!); NGINX_PID=$!
+
+# HAProxy: one thread, two frontends, connection reuse.
+HA1="$(free_port)"; HA2="$(free_port)"
+cat >"$WORK/haproxy.cfg" <<CONF
+global
+  nbthread 1
+  maxconn 8000
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  http-reuse always
+  option http-buffer-request
+frontend f1
+  bind 127.0.0.1:$HA1
+  default_backend fast
+frontend f2
+  bind 127.0.0.1:$HA2
+  default_backend slow
+backend fast
+  server s1 $FAST
+backend slow
+  server s1 $SLOW
+CONF
+taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 2>&1 & PIDS+=($!); HAPROXY_PID=$!
+
+# Weir: one process, one shard, two listeners would share routes, so two processes.
+taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$FAST" --listen 127.0.0.1:0 --shards 1 >"$WORK/w1.log" 2>&1 & PIDS+=($!); WEIR_PID=$!
+taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$SLOW" --listen 127.0.0.1:0 --shards 1 >"$WORK/w2.log" 2>&1 & PIDS+=($!); WEIR2_PID=$!
+W1="$(addr_of "$WORK/w1.log" 'http://[0-9.:]+')"; W2="$(addr_of "$WORK/w2.log" 'http://[0-9.:]+')"
+sleep 0.5
+
+url() {  # target, fast|slow
+  case "$1-$2" in
+    direct-fast) echo "http://$FAST" ;; direct-slow) echo "http://$SLOW" ;;
+    nginx-fast) echo "http://127.0.0.1:$NG1" ;; nginx-slow) echo "http://127.0.0.1:$NG2" ;;
+    haproxy-fast) echo "http://127.0.0.1:$HA1" ;; haproxy-slow) echo "http://127.0.0.1:$HA2" ;;
+    weir-fast) echo "http://$W1" ;; weir-slow) echo "http://$W2" ;;
+  esac
+}
+pids_of() {  # the process trees whose CPU is charged to a target
+  case "$1" in
+    direct) echo "" ;; nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    haproxy) echo "$HAPROXY_PID" ;; weir) echo "$WEIR_PID $WEIR2_PID" ;;
+  esac
+}
+ticks() { local t=0 p; for p in $1; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
+args_for() {  # scenario -> generator arguments and which mock
+  case "$1" in
+    closed) echo "fast --mode closed --connections 32 --workload chat --max-tokens 32" ;;
+    open-*) echo "fast --mode open --rate ${1#open-} --workload chat --max-tokens 32" ;;
+    streams) echo "slow --mode closed --connections $STREAMS --workload chat-stream --max-tokens 20" ;;
+    single) echo "fast --mode closed --connections 1 --workload chat --max-tokens 32" ;;
+  esac
+}
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "nproc: $(nproc)"
+  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
+  echo "kernel: $(uname -r)"; echo "nginx: $(nginx -v 2>&1)"; echo "haproxy: $(haproxy -v | head -1)"
+  echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  echo "load before: $(cat /proc/loadavg)"
+} >"$OUT_DIR/machine.txt"
+{
+  echo "# see scripts/bench-compare.sh; proxies on CPU $PROXY_CPU, mocks and generator on CPU $LOAD_CPU"
+  echo "mocks: weir-loadtest mock --listen 127.0.0.1:0   and   --itl-ms 50 (streams)"
+  for s in $SCENARIOS; do set -- $(args_for "$s"); shift; echo "$s: taskset -c $LOAD_CPU weir-loadtest run --url URL --duration ${DURATION}s $*"; done
+  echo; echo "# nginx.conf"; cat "$WORK/nginx/nginx.conf"; echo; echo "# haproxy.cfg"; cat "$WORK/haproxy.cfg"
+} >"$OUT_DIR/commands.txt"
+
+echo "round,scenario,target,json,cpu_s" >"$OUT_DIR/runs.csv"
+for round in $(seq 1 "$ROUNDS"); do
+  for s in $SCENARIOS; do
+    set -- $(args_for "$s"); mock="$1"; shift
+    for t in $TARGETS; do
+      json="raw/$s-$t-r$round.json"
+      p="$(pids_of "$t")"; b="$(ticks "$p")"
+      taskset -c "$LOAD_CPU" ./target/release/weir-loadtest run --url "$(url "$t" "$mock")" \
+        --duration "${DURATION}s" "$@" --json "$OUT_DIR/$json" >/dev/null 2>&1 || true
+      a="$(ticks "$p")"
+      echo "$round,$s,$t,$json,$(python3 -c "print(($a-$b)/$(getconf CLK_TCK))")" >>"$OUT_DIR/runs.csv"
+      echo "round $round $s $t done"
+      sleep 1
+    done
+  done
+done
+echo "load after: $(cat /proc/loadavg)" >>"$OUT_DIR/machine.txt"
+
+python3 - "$OUT_DIR" <<'PY'
+import csv, json, os, statistics as st, sys
+out = sys.argv[1]
+rows = list(csv.DictReader(open(os.path.join(out, "runs.csv"))))
+cells = {}
+for r in rows:
+    path = os.path.join(out, r["json"])
+    if not os.path.exists(path):
+        continue
+    j = json.load(open(path))
+    c = j["counts"]; lat = j["latency_ms"]
+    if not lat.get("request"):
+        print(f"WARNING: {r['json']}: no successful request ({c['errors_by_kind']})", file=sys.stderr)
+        continue
+    ok = max(1, c["ok"])
+    cells.setdefault((r["scenario"], r["target"]), []).append({
+        "rps": j["rps"]["achieved"], "ok": c["ok"], "errors": c["errors"],
+        "p50": lat["request"]["p50"], "p99": lat["request"]["p99"],
+        "itl99": (lat.get("itl") or {}).get("p99"), "ttft99": (lat.get("ttft") or {}).get("p99"),
+        "cpu_us": float(r["cpu_s"]) * 1e6 / ok,
+    })
+def med(v, k):
+    xs = [x[k] for x in v if x[k] is not None]
+    return st.median(xs) if xs else None
+lines = ["# Peer comparison summary", "",
+         "Medians over rounds. CPU µs/req: the proxy's process tree utime+stime over the run / successful requests.",
+         "Added = target minus direct (same scenario, medians).", ""]
+order = ["direct", "nginx", "haproxy", "weir"]
+for scen in dict.fromkeys(r["scenario"] for r in rows):
+    lines += [f"## {scen}", "",
+              "| target | rps | errors | p50 ms | p99 ms | added p99 ms | ITL p99 ms | CPU µs/req | rps vs nginx | CPU vs nginx |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    d = cells.get((scen, "direct")); n = cells.get((scen, "nginx"))
+    for t in order:
+        v = cells.get((scen, t))
+        if not v:
+            continue
+        f = lambda x, fmt: ("—" if x is None else fmt.format(x))
+        added = med(v, "p99") - med(d, "p99") if d and t != "direct" else None
+        rvs = med(v, "rps") / med(n, "rps") if n and t not in ("direct",) else None
+        cvs = med(v, "cpu_us") / med(n, "cpu_us") if n and t not in ("direct",) and med(n, "cpu_us") else None
+        lines.append(f"| {t} | {med(v,'rps'):,.0f} | {sum(x['errors'] for x in v)} | {med(v,'p50'):.3f} | {med(v,'p99'):.3f} | "
+                     f"{f(added, '{:+.3f}')} | {f(med(v,'itl99'), '{:.2f}')} | {'—' if t == 'direct' else f(med(v,'cpu_us'), '{:.1f}')} | "
+                     f"{f(rvs, '{:.2f}×')} | {f(cvs, '{:.2f}×')} |")
+    lines.append("")
+open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
+print("\n".join(lines))
+PY
+echo "==> results in $OUT_DIR"
