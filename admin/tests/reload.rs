@@ -218,6 +218,52 @@ fn writers_with_a_stale_version_get_409_and_rollback_works() {
 }
 
 #[test]
+fn the_admin_shows_what_each_node_reported() {
+    let dir = tempdir("nodes");
+    let admin = Admin::start(&dir);
+    let json = "Content-Type: application/json\r\n";
+    let r = admin.call(
+        "POST",
+        "/v1/nodes/edge-2/status",
+        r#"{"version":3,"error":"routes[0].upstream: unknown upstream `x`"}"#,
+        json,
+    );
+    assert_eq!(r.status, 204);
+    let nodes = admin.call("GET", "/v1/nodes", "", "").json();
+    let n = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "edge-2")
+        .cloned()
+        .unwrap();
+    assert_eq!(n["version_applied"], 0);
+    assert!(n["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("version 3: routes[0].upstream"));
+    assert!(n["last_seen_ms"].as_u64().unwrap() > 0);
+    // A later success clears the error.
+    let r = admin.call(
+        "POST",
+        "/v1/nodes/edge-2/status",
+        r#"{"version":4,"error":null}"#,
+        json,
+    );
+    assert_eq!(r.status, 204);
+    let nodes = admin.call("GET", "/v1/nodes", "", "").json();
+    let n = nodes["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "edge-2")
+        .cloned()
+        .unwrap();
+    assert_eq!(n["version_applied"], 4);
+    assert!(n["last_error"].is_null());
+}
+
+#[test]
 fn every_call_needs_the_token() {
     let dir = tempdir("auth");
     let admin = Admin::start(&dir);
