@@ -55,15 +55,7 @@ fn main() -> ExitCode {
 }
 
 fn load_token(cli: &Cli) -> Result<String, String> {
-    let explicit = match &cli.token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("WEIR_ADMIN_TOKEN").ok(),
-    };
+    let explicit = weir::control::admin_token(cli.token_file.as_deref())?;
     if let Some(t) = explicit {
         if t.len() < 16 {
             return Err("the admin token must be at least 16 characters".into());

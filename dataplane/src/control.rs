@@ -284,9 +284,16 @@ impl ControlPlane {
             }
         }
     }
+}
 
-    pub fn state_dir(&self) -> &Path {
-        &self.state_dir
+/// The admin's bearer token, shared by `weir` and `weir-admin`: the trimmed content of
+/// `file` when given, else env `WEIR_ADMIN_TOKEN`, else none.
+pub fn admin_token(file: Option<&Path>) -> Result<Option<String>, String> {
+    match file {
+        Some(p) => std::fs::read_to_string(p)
+            .map(|t| Some(t.trim().to_string()))
+            .map_err(|e| format!("cannot read {}: {e}", p.display())),
+        None => Ok(std::env::var("WEIR_ADMIN_TOKEN").ok()),
     }
 }
 

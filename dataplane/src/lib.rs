@@ -15,4 +15,5 @@ pub mod proxy;
 pub mod scan;
 pub mod server;
 pub mod shard;
+pub mod sock;
 pub mod upstream;

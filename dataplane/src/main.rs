@@ -84,15 +84,7 @@ fn run(cli: Cli) -> Result<(), String> {
 /// Runs with the config from a control plane: boot from its current snapshot (or the one
 /// persisted by the last run), then apply every newer one without a restart.
 fn run_subscribed(cli: &Cli, url: &str) -> Result<(), String> {
-    let token = match &cli.admin_token_file {
-        Some(p) => Some(
-            std::fs::read_to_string(p)
-                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => std::env::var("WEIR_ADMIN_TOKEN").ok(),
-    };
+    let token = weir::control::admin_token(cli.admin_token_file.as_deref())?;
     let cp = weir::control::ControlPlane::new(url, &cli.node_id, token, cli.state_dir.clone())?;
     let (version, mut snapshot) = cp.initial();
     if let Some(l) = &cli.listen {

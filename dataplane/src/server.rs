@@ -174,15 +174,11 @@ async fn shard_main(
     let _ = ready.send(Ok(()));
     drop(ready);
 
-    // Shard maintenance: the shutdown flag and the client-disconnect sweep share one timer.
-    let mut since_sweep = Duration::ZERO;
+    // Shard maintenance: the shutdown flag and the sweep share one timer.
+    let mut last_sweep = Instant::now();
     while !shared.is_shutting_down() {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
-        since_sweep += SHUTDOWN_POLL;
-        if since_sweep >= crate::shard::SWEEP {
-            since_sweep = Duration::ZERO;
-            shard.sweep();
-        }
+        sweep_if_due(&shard, &mut last_sweep);
     }
     // Drain: stop accepting (dropping the tasks closes the listeners), close idle
     // connections, let busy ones finish their response, then give up at the deadline.
@@ -190,15 +186,10 @@ async fn shard_main(
     drop(accept_tasks);
     let drain = shard.snapshot().timeouts.drain;
     let deadline = Instant::now() + drain;
-    let mut since_sweep = Duration::ZERO;
     while shard.open_connections() > 0 && Instant::now() < deadline {
         shard.close_idle_connections();
         glommio::timer::sleep(Duration::from_millis(10)).await;
-        since_sweep += Duration::from_millis(10);
-        if since_sweep >= crate::shard::SWEEP {
-            since_sweep = Duration::ZERO;
-            shard.sweep();
-        }
+        sweep_if_due(&shard, &mut last_sweep);
     }
     if shard.open_connections() > 0 {
         tracing::warn!(
@@ -208,6 +199,13 @@ async fn shard_main(
         );
     }
     shared.shards_up.fetch_sub(1, Ordering::Relaxed);
+}
+
+fn sweep_if_due(shard: &Shard, last: &mut Instant) {
+    if last.elapsed() >= crate::shard::SWEEP {
+        *last = Instant::now();
+        shard.sweep();
+    }
 }
 
 async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {

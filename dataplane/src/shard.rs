@@ -174,7 +174,7 @@ impl Shard {
             {
                 continue;
             }
-            if peer_closed(slot.fd) {
+            if crate::sock::peek(slot.fd) == crate::sock::Peek::Closed {
                 slot.client_gone.set(true);
                 // SAFETY: the fd stays owned by the request; shutdown does not close it.
                 unsafe { libc::shutdown(up, libc::SHUT_RDWR) };
@@ -237,21 +237,6 @@ impl Shard {
 
 /// Interval of [`Shard::sweep`].
 pub const SWEEP: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Non-blocking check for EOF (or a reset) on a socket, leaving any data unread.
-fn peer_closed(fd: RawFd) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: valid 1-byte buffer; MSG_DONTWAIT never blocks.
-    let n = unsafe {
-        libc::recv(
-            fd,
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n == 0 || (n < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::WouldBlock)
-}
 
 fn hex16(v: u64, out: &mut [u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";

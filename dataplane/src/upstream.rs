@@ -4,6 +4,7 @@
 
 use crate::config::PoolConfig;
 use crate::error::{Error, ErrorKind};
+use crate::sock::{peek, Peek};
 use glommio::net::TcpStream;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -39,7 +40,8 @@ impl Pools {
                 list.clear();
                 return None;
             }
-            if age > PROBE_AFTER && !is_alive(&idle.stream) {
+            // EOF or unexpected bytes: the connection must not be reused.
+            if age > PROBE_AFTER && peek(idle.stream.as_raw_fd()) != Peek::Quiet {
                 continue;
             }
             return Some(idle.stream);
@@ -74,26 +76,6 @@ impl Pools {
             !list.is_empty()
         });
     }
-
-    /// Number of idle connections (all targets), for tests and metrics.
-    pub fn idle_count(&self) -> usize {
-        self.idle.borrow().values().map(Vec::len).sum()
-    }
-}
-
-/// A non-blocking peek: EOF or unexpected bytes mean the connection must not be reused.
-fn is_alive(stream: &TcpStream) -> bool {
-    let mut b = [0u8; 1];
-    // SAFETY: valid fd owned by `stream`, valid 1-byte buffer.
-    let n = unsafe {
-        libc::recv(
-            stream.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            1,
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    n < 0 && io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock
 }
 
 /// Opens a new connection with a deadline.
