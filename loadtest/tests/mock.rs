@@ -6,51 +6,25 @@
 use std::{
     io::{self, BufRead, BufReader, Read, Write},
     net::{Shutdown, TcpStream},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_weir-loadtest");
+mod common;
 
-/// A running mock; killed (by PID, via `Child`) when dropped.
-struct Mock {
-    child: Child,
-    port: u16,
+use common::{Mock, BIN};
+
+/// What these tests do with a mock beyond starting it.
+trait MockExt {
+    fn connect(&self) -> Client;
+    fn stats(&self) -> Value;
 }
 
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mock {
-    fn start(args: &[&str]) -> Mock {
-        let child = Command::new(BIN)
-            .args(["mock", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mock");
-        // The guard exists before anything can fail, so the child never leaks.
-        let mut mock = Mock { child, port: 0 };
-        let stdout = mock.child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        mock.port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        mock
-    }
-
+impl MockExt for Mock {
     fn connect(&self) -> Client {
-        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        let s = TcpStream::connect(("127.0.0.1", self.port())).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         s.set_nodelay(true).unwrap();
         Client {
@@ -703,7 +677,7 @@ fn stats_counters_and_recording() {
 #[test]
 fn port_in_use_is_detected() {
     let first = Mock::start(&[]);
-    let listen = format!("127.0.0.1:{}", first.port);
+    let listen = format!("127.0.0.1:{}", first.port());
     let mut second = Command::new(BIN)
         .args(["mock", "--listen", &listen])
         .stdout(Stdio::piped())

@@ -3,56 +3,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::{
-    io::{BufRead, BufReader},
     path::PathBuf,
-    process::{Child, Command, Output, Stdio},
+    process::{Command, Output},
 };
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_weir-loadtest");
+mod common;
 
-/// A running mock; killed by PID (via `Child`) when dropped.
-struct Mock {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Mock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Mock {
-    fn start(args: &[&str]) -> Mock {
-        let child = Command::new(BIN)
-            .args(["mock", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mock");
-        let mut mock = Mock {
-            child,
-            addr: String::new(),
-        };
-        let stdout = mock.child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        mock.addr = line
-            .trim_end()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .to_string();
-        mock
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
+use common::{Mock, BIN};
 
 fn temp_json(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("weir-loadtest-{}-{name}.json", std::process::id()))
