@@ -45,6 +45,17 @@ impl Admin {
         request(self.addr, raw.as_bytes()).unwrap()
     }
 
+    /// The node `name` as `GET /v1/nodes` lists it.
+    fn node(&self, name: &str) -> Option<serde_json::Value> {
+        let nodes = self.call("GET", "/v1/nodes", "", "").json();
+        nodes["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["name"] == name)
+            .cloned()
+    }
+
     fn put(&self, yaml: &str) -> Response {
         self.call(
             "PUT",
@@ -148,20 +159,14 @@ fn a_change_through_the_admin_reaches_every_shard_without_restart() {
     // The admin knows what the node applied.
     let start = Instant::now();
     loop {
-        let nodes = admin.call("GET", "/v1/nodes", "", "").json();
-        let n1 = nodes["nodes"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|n| n["name"] == "n1")
-            .cloned();
+        let n1 = admin.node("n1");
         if n1.as_ref().is_some_and(|n| n["version_applied"] == 2) {
             assert!(n1.unwrap()["last_error"].is_null());
             break;
         }
         assert!(
             start.elapsed() < Duration::from_secs(3),
-            "node status not reported: {nodes}"
+            "node status not reported: {n1:?}"
         );
         thread::sleep(Duration::from_millis(20));
     }
@@ -229,14 +234,7 @@ fn the_admin_shows_what_each_node_reported() {
         json,
     );
     assert_eq!(r.status, 204);
-    let nodes = admin.call("GET", "/v1/nodes", "", "").json();
-    let n = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "edge-2")
-        .cloned()
-        .unwrap();
+    let n = admin.node("edge-2").unwrap();
     assert_eq!(n["version_applied"], 0);
     assert!(n["last_error"]
         .as_str()
@@ -251,14 +249,7 @@ fn the_admin_shows_what_each_node_reported() {
         json,
     );
     assert_eq!(r.status, 204);
-    let nodes = admin.call("GET", "/v1/nodes", "", "").json();
-    let n = nodes["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "edge-2")
-        .cloned()
-        .unwrap();
+    let n = admin.node("edge-2").unwrap();
     assert_eq!(n["version_applied"], 4);
     assert!(n["last_error"].is_null());
 }
