@@ -11,6 +11,7 @@
 # results.csv and summary.md (medians, ratios against nginx, CPU per request).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
@@ -35,7 +36,6 @@ WORK="$(mktemp -d)"
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT INT TERM
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 addr_of() { for _ in $(seq 1 200); do grep -qE "$2" "$1" && break; sleep 0.05; done; grep -oE "$2" "$1" | head -1 | grep -oE '[0-9.]+:[0-9]+'; }
 
 # Two mocks: FAST answers at once; SLOW streams at 20 events/s (SSE scenario).
@@ -106,11 +106,10 @@ url() {  # target, fast|slow
 }
 pids_of() {  # the process trees whose CPU is charged to a target
   case "$1" in
-    direct) echo "" ;; nginx) echo "$NGINX_PID $(pgrep -P "$NGINX_PID" | tr '\n' ' ')" ;;
+    direct) echo "" ;; nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;; weir) echo "$WEIR_PID $WEIR2_PID" ;;
   esac
 }
-ticks() { local t=0 p; for p in $1; do [ -r "/proc/$p/stat" ] && t=$((t + $(awk '{print $14+$15}' "/proc/$p/stat"))); done; echo "$t"; }
 args_for() {  # scenario -> generator arguments and which mock
   case "$1" in
     closed) echo "fast --mode closed --connections 32 --workload chat --max-tokens 32" ;;
@@ -121,10 +120,8 @@ args_for() {  # scenario -> generator arguments and which mock
 }
 
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "kernel: $(uname -r)"; echo "nginx: $(nginx -v 2>&1)"; echo "haproxy: $(haproxy -v | head -1)"
-  echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  machine_info
+  echo "nginx: $(nginx -v 2>&1)"; echo "haproxy: $(haproxy -v | head -1)"
   echo "load before: $(cat /proc/loadavg)"
 } >"$OUT_DIR/machine.txt"
 {
@@ -140,10 +137,10 @@ for round in $(seq 1 "$ROUNDS"); do
     set -- $(args_for "$s"); mock="$1"; shift
     for t in $TARGETS; do
       json="raw/$s-$t-r$round.json"
-      p="$(pids_of "$t")"; b="$(ticks "$p")"
+      p="$(pids_of "$t")"; b="$(proc_ticks $p)"
       taskset -c "$LOAD_CPU" ./target/release/weir-loadtest run --url "$(url "$t" "$mock")" \
         --duration "${DURATION}s" "$@" --json "$OUT_DIR/$json" >/dev/null 2>&1 || true
-      a="$(ticks "$p")"
+      a="$(proc_ticks $p)"
       echo "$round,$s,$t,$json,$(python3 -c "print(($a-$b)/$(getconf CLK_TCK))")" >>"$OUT_DIR/runs.csv"
       echo "round $round $s $t done"
       sleep 1

@@ -8,7 +8,7 @@
 #   ROUNDS=5 DURATION=15 CONNS=32 scripts/bench-proxy.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT="$PWD"
+. scripts/lib.sh
 
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-10}"
@@ -37,18 +37,11 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # ---- machine
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "kernel: $(uname -r)"
+  machine_info
   echo "nginx: $(nginx -v 2>&1)"
   echo "wrk: $(wrk -v 2>&1 | head -1)"
-  echo "rustc: $(rustc --version)"
-  echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
   echo "load before: $(cat /proc/loadavg)"
 } > "$OUT_DIR/machine.txt"
 
@@ -101,16 +94,6 @@ url_for() {
     weir) echo "http://$WEIR_ADDR/v1/chat/completions" ;;
   esac
 }
-# Process tree CPU ticks (utime+stime) of a target's proxy processes.
-tree_ticks() {
-  local root="$1" total=0 p
-  for p in $root $(pgrep -P "$root" || true); do
-    if [ -r "/proc/$p/stat" ]; then
-      total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat")))
-    fi
-  done
-  echo "$total"
-}
 pid_for() {
   case "$1" in
     direct) echo "$MOCK_PID" ;;
@@ -139,10 +122,10 @@ for round in $(seq 1 "$ROUNDS"); do
       url="$(url_for "$target")"
       raw="$OUT_DIR/raw/$scenario-$target-r$round.txt"
       pid="$(pid_for "$target")"
-      before="$(tree_ticks "$pid")"; mock_before="$(tree_ticks "$MOCK_PID")"
+      before="$(proc_ticks "$pid")"; mock_before="$(proc_ticks "$MOCK_PID")"
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
         -s "scripts/wrk/$scenario.lua" "$url" > "$raw" 2>&1 || true
-      after="$(tree_ticks "$pid")"; mock_after="$(tree_ticks "$MOCK_PID")"
+      after="$(proc_ticks "$pid")"; mock_after="$(proc_ticks "$MOCK_PID")"
       python3 - "$raw" "$round" "$scenario" "$target" "$before" "$after" "$mock_before" "$mock_after" "$CLK_TCK" >> "$OUT_DIR/results.csv" <<'PY'
 import re, sys
 raw, rnd, scen, tgt, b, a, mb, ma, tck = sys.argv[1:]

@@ -7,6 +7,7 @@
 #   scripts/bench-reload.sh            CHANGES=100 SHARDS=2 RATE=2000 LOAD_SECONDS=20
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 CHANGES="${CHANGES:-100}"
 SHARDS="${SHARDS:-2}"
 LOAD_SECONDS="${LOAD_SECONDS:-20}"
@@ -39,9 +40,7 @@ wait_line "$WORK/weir.log" "listening on"
 WEIR="$(grep -o 'http://[0-9.:]*' "$WORK/weir.log" | head -1)"
 
 {
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"; echo "nproc: $(nproc)"
-  echo "cpu: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')"
-  echo "kernel: $(uname -r)"; echo "weir commit: $(git rev-parse --short HEAD)$(git diff --quiet || echo '+dirty')"
+  machine_info
   echo "shards: $SHARDS; changes: $CHANGES; load: weir-loadtest run --mode open --rate $RATE --workload chat for ${LOAD_SECONDS}s"
   echo "load before: $(cat /proc/loadavg)"
 } >"$OUT_DIR/machine.txt"

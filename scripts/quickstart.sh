@@ -1,12 +1,10 @@
 #!/usr/bin/env bash
-# Quick start: builds Weir in release, starts the bundled mock inference server and
-# `weir` with the example config, prints how to call it, and stops both on Ctrl-C.
+# Quick start: builds Weir in release, starts the bundled mock inference server,
+# weir-admin holding the example config, and `weir` subscribed to it; prints how to call
+# it and how to change the config live; stops everything on Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
+. scripts/lib.sh
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 echo "==> building (release; the first build takes a few minutes)"
