@@ -7,7 +7,7 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use weir::http::chunked::ChunkedDecoder;
 use weir::http::request::{self, HeadLimits, RequestHead};
 use weir::http::response::{self, ResponseHead};
-use weir::scan::Scanner;
+use weir::inspect::request::Scanner;
 
 const HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway.internal:8080\r\nUser-Agent: OpenAI/Python 1.54.0\r\nAccept: application/json\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-test-0123456789abcdef\r\nX-Stainless-Lang: python\r\nX-Stainless-Package-Version: 1.54.0\r\nContent-Length: 4096\r\n\r\n";
 

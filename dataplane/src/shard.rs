@@ -3,7 +3,7 @@
 //! [`Shared`] and is read-mostly (the config snapshot through arc-swap, flags).
 
 use crate::config::Snapshot;
-use crate::scan::Scanner;
+use crate::inspect::request::Scanner;
 use crate::upstream::Pools;
 use arc_swap::{ArcSwap, Cache};
 use std::cell::{Cell, RefCell};

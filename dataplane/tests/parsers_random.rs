@@ -6,7 +6,7 @@
 use weir::http::chunked::ChunkedDecoder;
 use weir::http::request::{self, HeadLimits, RequestHead};
 use weir::http::response::{self, ResponseHead};
-use weir::scan::Scanner;
+use weir::inspect::request::Scanner;
 
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
