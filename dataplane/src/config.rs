@@ -5,9 +5,12 @@
 //! compilation) happens in [`compile`], off the shards. Shards only ever see a
 //! snapshot that compiled.
 
+use crate::inspect::guard::{Guard, GuardConfig};
+use crate::inspect::tokens::{Family, Tokenizer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A validation error with the JSON path of the offending field.
@@ -46,6 +49,57 @@ pub struct Config {
     /// routing, so routes match the served name.
     #[serde(default)]
     pub model_aliases: BTreeMap<String, String>,
+    /// Named request/response policies (prompt guard, PII redaction) that routes use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub policies: Vec<PolicyConfig>,
+    /// How prompt tokens are estimated per model.
+    #[serde(default, skip_serializing_if = "TokenEstimateConfig::is_default")]
+    pub token_estimate: TokenEstimateConfig,
+}
+
+/// A named policy; a route names at most one.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    /// Deny/allow lists matched against message text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<GuardConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TokenEstimateConfig {
+    /// Family for models that no entry of `models` matches and whose name does not
+    /// tell (OpenAI's do). Default: o200k.
+    pub family: Family,
+    pub models: Vec<ModelTokenizerConfig>,
+}
+
+impl TokenEstimateConfig {
+    fn is_default(&self) -> bool {
+        self == &TokenEstimateConfig::default()
+    }
+}
+
+/// The tokenizer of some models: which family's estimate to use, scaled by `ratio`
+/// (for models whose tokenizer is neither, e.g. Llama 3 ≈ cl100k × 1.0x — measure it),
+/// or the exact count (`exact: true`, o200k/cl100k only, ~15 MB/s).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelTokenizerConfig {
+    /// Model patterns (`name` or `prefix*`).
+    pub models: Vec<String>,
+    #[serde(default)]
+    pub family: Family,
+    #[serde(default = "one")]
+    pub ratio: f64,
+    #[serde(default)]
+    pub exact: bool,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 fn default_listeners() -> Vec<String> {
@@ -168,6 +222,9 @@ pub struct RouteConfig {
     #[serde(default)]
     pub models: Vec<String>,
     pub upstream: String,
+    /// Name of a policy in `policies`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 fn default_prefix() -> String {
@@ -211,8 +268,11 @@ impl Config {
                 path_prefix: "/".to_string(),
                 models: Vec::new(),
                 upstream: "default".to_string(),
+                policy: None,
             }],
             model_aliases: BTreeMap::new(),
+            policies: Vec::new(),
+            token_estimate: TokenEstimateConfig::default(),
         }
     }
 }
@@ -302,6 +362,41 @@ pub struct Route {
     pub models: Vec<ModelPattern>,
     /// Index into [`Snapshot::upstreams`].
     pub upstream: usize,
+    pub policy: Option<Arc<Policy>>,
+}
+
+/// A compiled policy.
+#[derive(Debug)]
+pub struct Policy {
+    pub name: String,
+    pub guard: Option<Guard>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenEstimate {
+    pub default: Family,
+    pub models: Vec<(Vec<ModelPattern>, Tokenizer)>,
+}
+
+impl TokenEstimate {
+    /// The tokenizer for `model`: the first matching entry, else the family the model's
+    /// name tells, else the default family.
+    pub fn tokenizer(&self, model: Option<&str>) -> Tokenizer {
+        if let Some(m) = model {
+            if let Some((_, t)) = self
+                .models
+                .iter()
+                .find(|(pats, _)| pats.iter().any(|p| p.matches(m)))
+            {
+                return *t;
+            }
+        }
+        Tokenizer {
+            family: model.and_then(Family::for_model).unwrap_or(self.default),
+            ratio: 1.0,
+            exact: false,
+        }
+    }
 }
 
 /// The compiled, immutable config every shard reads.
@@ -318,6 +413,7 @@ pub struct Snapshot {
     pub aliases: HashMap<String, String>,
     /// Whether any route filters on the model (the body must then carry one).
     pub routes_by_model: bool,
+    pub token_estimate: TokenEstimate,
 }
 
 /// Why no route was found.
@@ -335,6 +431,14 @@ impl Snapshot {
                 .routes
                 .iter()
                 .any(|r| !r.models.is_empty() && path.starts_with(&r.path_prefix))
+    }
+
+    /// Whether the path could reach a route with a policy (the body must then be scanned
+    /// whatever its content type says).
+    pub fn path_has_policy(&self, path: &[u8]) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.policy.is_some() && path.starts_with(&r.path_prefix))
     }
 
     /// First route, in config order, whose prefix and model patterns match.
@@ -473,6 +577,29 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             pool: u.pool,
         });
     }
+    let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
+    for (i, p) in cfg.policies.iter().enumerate() {
+        let path = format!("policies[{i}]");
+        if p.name.is_empty() {
+            return Err(cerr(format!("{path}.name"), "must not be empty"));
+        }
+        let guard = p
+            .guard
+            .as_ref()
+            .map(Guard::new)
+            .transpose()
+            .map_err(|e| cerr(format!("{path}.guard"), e.to_string()))?;
+        let policy = Arc::new(Policy {
+            name: p.name.clone(),
+            guard,
+        });
+        if policies.insert(p.name.as_str(), policy).is_some() {
+            return Err(cerr(
+                format!("{path}.name"),
+                format!("duplicate policy `{}`", p.name),
+            ));
+        }
+    }
     // No routes is a valid (if useless) state: everything answers 404. The admin's entity
     // API builds a config up from there, one route at a time.
     let mut routes = Vec::new();
@@ -495,11 +622,18 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
                 ));
             }
         }
+        let policy = match &r.policy {
+            None => None,
+            Some(name) => Some(policies.get(name.as_str()).cloned().ok_or_else(|| {
+                cerr(format!("{path}.policy"), format!("unknown policy `{name}`"))
+            })?),
+        };
         routes.push(Route {
             name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
             path_prefix: r.path_prefix.as_bytes().to_vec(),
             models: r.models.iter().map(|m| ModelPattern::parse(m)).collect(),
             upstream,
+            policy,
         });
     }
     for (from, to) in &cfg.model_aliases {
@@ -511,6 +645,29 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         }
     }
     let routes_by_model = routes.iter().any(|r| !r.models.is_empty());
+    let mut models = Vec::new();
+    for (i, m) in cfg.token_estimate.models.iter().enumerate() {
+        let path = format!("token_estimate.models[{i}]");
+        if !(m.ratio.is_finite() && m.ratio > 0.0 && m.ratio <= 10.0) {
+            return Err(cerr(format!("{path}.ratio"), "must be in (0, 10]"));
+        }
+        let mut pats = Vec::new();
+        for (j, p) in m.models.iter().enumerate() {
+            if p.is_empty() || p[..p.len() - 1].contains('*') {
+                return Err(cerr(
+                    format!("{path}.models[{j}]"),
+                    "a model pattern is a name or a prefix ending in `*`",
+                ));
+            }
+            pats.push(ModelPattern::parse(p));
+        }
+        let t = Tokenizer {
+            family: m.family,
+            ratio: m.ratio,
+            exact: m.exact,
+        };
+        models.push((pats, t));
+    }
     Ok(Snapshot {
         version: 0,
         listeners,
@@ -521,6 +678,10 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         routes,
         aliases: cfg.model_aliases.clone().into_iter().collect(),
         routes_by_model,
+        token_estimate: TokenEstimate {
+            default: cfg.token_estimate.family,
+            models,
+        },
     })
 }
 

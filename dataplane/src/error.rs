@@ -45,6 +45,10 @@ pub enum ErrorKind {
     UpstreamTtfbTimeout,
     /// The response stalled longer than the idle timeout.
     UpstreamIdleTimeout,
+    /// A prompt-guard deny rule matched the message text.
+    PromptBlocked,
+    /// The body carries an entity (PII, secret) whose policy action is `block`.
+    PiiBlocked,
     /// The gateway is shutting down.
     Draining,
 }
@@ -76,7 +80,9 @@ impl Error {
             | ErrorKind::ClientTimeout
             | ErrorKind::ExpectationFailed
             | ErrorKind::NoRoute
-            | ErrorKind::UnknownModel => Side::Client,
+            | ErrorKind::UnknownModel
+            | ErrorKind::PromptBlocked
+            | ErrorKind::PiiBlocked => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset
@@ -122,6 +128,8 @@ impl Error {
             ErrorKind::UpstreamProtocol => (502, "upstream_error", "upstream_bad_response"),
             ErrorKind::UpstreamTtfbTimeout => (504, "upstream_error", "upstream_timeout"),
             ErrorKind::UpstreamIdleTimeout => (504, "upstream_error", "upstream_idle_timeout"),
+            ErrorKind::PromptBlocked => (400, "invalid_request_error", "prompt_blocked"),
+            ErrorKind::PiiBlocked => (400, "invalid_request_error", "sensitive_data_blocked"),
             ErrorKind::Draining => (503, "server_error", "shutting_down"),
         }
     }

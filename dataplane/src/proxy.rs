@@ -14,12 +14,13 @@
 //! Errors before the first response byte reach the client as OpenAI-style JSON
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
-use crate::config::{NoRoute, Snapshot, Target, Upstream};
+use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
+use crate::inspect::request::{Scanner, TextKind};
 use crate::shard::{ConnSlot, Shard};
 use crate::upstream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -107,12 +108,17 @@ fn prepare(
 ) -> Result<(usize, usize), Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
+    // A route with a policy must see the body whatever its content type claims, or
+    // the guard could be bypassed by leaving the header out.
     let scan_body = !req.body.is_empty()
-        && (head.content_type_json || snap.path_needs_model(path) || !snap.aliases.is_empty())
-        && req
-            .body
-            .first()
-            .is_some_and(|&b| b == b'{' || b.is_ascii_whitespace());
+        && (snap.path_has_policy(path)
+            || ((head.content_type_json
+                || snap.path_needs_model(path)
+                || !snap.aliases.is_empty())
+                && req
+                    .body
+                    .first()
+                    .is_some_and(|&b| b == b'{' || b.is_ascii_whitespace())));
     let mut scanner = shard.scanner.borrow_mut();
     let facts = if scan_body {
         scanner.scan(req.body)?
@@ -138,6 +144,9 @@ fn prepare(
             ),
         },
     })?;
+    if let Some(policy) = &route.policy {
+        apply_request_policy(policy, &scanner)?;
+    }
     let rewrite = match (alias, &facts.model_raw) {
         (Some(to), Some(raw)) => Some((raw.clone(), to)),
         _ => None,
@@ -153,6 +162,26 @@ fn prepare(
         .ok_or_else(|| Error::new(ErrorKind::NoRoute, "upstream has no target"))?;
     write_upstream_request(out, req, target, rewrite);
     Ok((route.upstream, t))
+}
+
+/// The route's policy on the request: the prompt guard over message text.
+fn apply_request_policy(policy: &Policy, scanner: &Scanner) -> Result<(), Error> {
+    if let Some(guard) = &policy.guard {
+        for t in scanner.texts() {
+            if matches!(
+                t.kind,
+                TextKind::Message | TextKind::System | TextKind::Prompt | TextKind::Input
+            ) {
+                if let Some(rule) = guard.check(scanner.text(t)) {
+                    return Err(Error::new(
+                        ErrorKind::PromptBlocked,
+                        format!("The request was refused by the prompt guard (rule `{rule}`)"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes the request line, the filtered headers and the body for the upstream.

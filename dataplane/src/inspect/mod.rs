@@ -3,6 +3,7 @@
 //! the incremental SSE scanner. Kept free of sockets and shards so each part can be
 //! tested, fuzzed and benchmarked alone.
 
+pub mod guard;
 pub mod request;
 pub mod sse;
 pub mod tokens;

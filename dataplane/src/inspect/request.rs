@@ -10,7 +10,7 @@
 //! token estimate and the PII scan read the unescaped text, redaction rewrites the raw
 //! span. Buffers are kept between requests, so a scan allocates nothing in steady state.
 
-use super::tokens::Features;
+use super::tokens::{Features, Tokenizer};
 use crate::error::{Error, ErrorKind};
 use simd_json::{Node, StaticNode, Tape};
 use std::ops::Range;
@@ -124,6 +124,25 @@ impl Scanner {
             f.add(self.text(t).as_bytes());
         }
         f
+    }
+
+    /// Prompt tokens of the last scan: its texts (estimated, or counted exactly when the
+    /// tokenizer says so), the chat framing, and token ids given as numbers.
+    pub fn prompt_tokens(&self, facts: &RequestFacts, tok: Tokenizer) -> u64 {
+        let framing = if facts.messages > 0 {
+            3 * facts.messages as u64 + 3
+        } else {
+            0
+        };
+        let texts = if tok.exact {
+            self.texts
+                .iter()
+                .map(|t| tok.family.exact(self.text(t)) as u64)
+                .sum::<u64>()
+        } else {
+            (tok.family.estimate(&self.features()) * tok.ratio).round() as u64
+        };
+        texts + framing + facts.token_ids as u64
     }
 
     /// Scans a JSON request body. The body must be a JSON object.
@@ -551,6 +570,20 @@ mod tests {
         let f = s.features();
         assert_eq!(f.words, 3);
         assert_eq!(f.texts, 2);
+        let body = br#"{"model":"gpt-4o","messages":[{"role":"system","content":"You are a helpful assistant that answers questions about the weather."},{"role":"user","content":"What is the weather like in Paris today, and should I bring an umbrella?"}]}"#;
+        let facts = s.scan(body).unwrap();
+        let tok = |exact, ratio| Tokenizer {
+            family: crate::inspect::tokens::Family::O200k,
+            ratio,
+            exact,
+        };
+        // tiktoken's chat count for this request (o200k): 13 + 16 + 3*2 + 3 = 38.
+        let exact = s.prompt_tokens(&facts, tok(true, 1.0));
+        assert_eq!(exact, 38);
+        let est = s.prompt_tokens(&facts, tok(false, 1.0));
+        assert!(est.abs_diff(exact) <= 3, "{est} vs {exact}");
+        let scaled = s.prompt_tokens(&facts, tok(false, 2.0));
+        assert!(scaled > est + 20, "{scaled}");
     }
 
     #[test]

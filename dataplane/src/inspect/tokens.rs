@@ -477,6 +477,15 @@ impl Family {
     }
 }
 
+/// How to count the tokens of one model: a family's estimate scaled by `ratio`, or
+/// the family's exact count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Tokenizer {
+    pub family: Family,
+    pub ratio: f64,
+    pub exact: bool,
+}
+
 /// Counts generated text of streams whose upstream reports no usage (llama.cpp): the
 /// estimate of each delta, at least one token, since servers send one or more whole
 /// tokens per delta.

@@ -1,0 +1,259 @@
+//! Prompt guard: deny and allow lists of phrases and regexes, matched case-insensitively
+//! against the text of messages only (never JSON keys or tool definitions).
+//!
+//! A text is refused when a deny rule matches it and no allow rule matches an
+//! overlapping span: allow rules carve out exceptions ("how do I detect 'ignore previous
+//! instructions' attacks") rather than list required topics. Phrases are matched with
+//! one aho-corasick automaton (ASCII case folding; LeftmostFirst, which measured ~30x
+//! faster than the Standard match kind here); regexes with one `RegexSet`, Unicode
+//! case-insensitive. Phrases match literally, whitespace included: use a regex such as
+//! `ignore\s+(all\s+)?previous\s+instructions` to tolerate spacing tricks.
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::{Regex, RegexSet, RegexSetBuilder};
+use serde::{Deserialize, Serialize};
+
+/// One rule of a guard list, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardRule {
+    /// Reported in the 400 error and counters when the rule blocks a request.
+    pub id: String,
+    /// Literal phrases, any of which matches (ASCII case-insensitive).
+    #[serde(default)]
+    pub phrases: Vec<String>,
+    /// Regular expressions (Rust `regex` syntax), any of which matches; case-insensitive.
+    #[serde(default)]
+    pub patterns: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    #[serde(default)]
+    pub deny: Vec<GuardRule>,
+    #[serde(default)]
+    pub allow: Vec<GuardRule>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum GuardError {
+    #[error("{list}[{rule}]: rule has neither phrases nor patterns")]
+    Empty { list: &'static str, rule: usize },
+    #[error("{list}[{rule}].patterns[{pattern}]: invalid regex: {why}")]
+    Regex {
+        list: &'static str,
+        rule: usize,
+        pattern: usize,
+        why: String,
+    },
+    #[error("phrases: {0}")]
+    Phrases(String),
+}
+
+/// A compiled guard.
+#[derive(Debug, Clone)]
+pub struct Guard {
+    deny_ids: Vec<String>,
+    deny: Matcher,
+    allow: Matcher,
+}
+
+/// The phrases and regexes of one list. Deny and allow are separate automatons so
+/// that an allow phrase is seen even where a deny phrase overlaps it.
+#[derive(Debug, Clone, Default)]
+struct Matcher {
+    phrases: Option<AhoCorasick>,
+    /// Phrase pattern id → rule index.
+    phrase_rule: Vec<usize>,
+    /// A set to learn which regexes match, then each one to find where.
+    set: Option<RegexSet>,
+    regexes: Vec<Regex>,
+    regex_rule: Vec<usize>,
+}
+
+impl Matcher {
+    fn new(list: &'static str, rules: &[GuardRule]) -> Result<Matcher, GuardError> {
+        let mut m = Matcher::default();
+        let mut phrases = Vec::new();
+        for (r, rule) in rules.iter().enumerate() {
+            if rule.phrases.iter().all(|p| p.is_empty()) && rule.patterns.is_empty() {
+                return Err(GuardError::Empty { list, rule: r });
+            }
+            for p in rule.phrases.iter().filter(|p| !p.is_empty()) {
+                phrases.push(p.as_str());
+                m.phrase_rule.push(r);
+            }
+            for (i, p) in rule.patterns.iter().enumerate() {
+                // Compiled one by one to name the bad pattern.
+                let re = regex::RegexBuilder::new(p)
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| GuardError::Regex {
+                        list,
+                        rule: r,
+                        pattern: i,
+                        why: e.to_string(),
+                    })?;
+                m.regexes.push(re);
+                m.regex_rule.push(r);
+            }
+        }
+        if !phrases.is_empty() {
+            m.phrases = Some(
+                AhoCorasickBuilder::new()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostFirst)
+                    .build(&phrases)
+                    .map_err(|e| GuardError::Phrases(e.to_string()))?,
+            );
+        }
+        if !m.regexes.is_empty() {
+            m.set = Some(
+                RegexSetBuilder::new(m.regexes.iter().map(|r| r.as_str()))
+                    .case_insensitive(true)
+                    .build()
+                    .map_err(|e| GuardError::Phrases(e.to_string()))?,
+            );
+        }
+        Ok(m)
+    }
+
+    /// Matches as (start, end, rule).
+    fn find(&self, text: &str, out: &mut Vec<(usize, usize, usize)>) {
+        if let Some(ac) = &self.phrases {
+            for m in ac.find_iter(text) {
+                if let Some(&rule) = self.phrase_rule.get(m.pattern().as_usize()) {
+                    out.push((m.start(), m.end(), rule));
+                }
+            }
+        }
+        if let Some(set) = &self.set {
+            for i in set.matches(text).iter() {
+                if let (Some(re), Some(&rule)) = (self.regexes.get(i), self.regex_rule.get(i)) {
+                    out.extend(re.find_iter(text).map(|m| (m.start(), m.end(), rule)));
+                }
+            }
+        }
+    }
+}
+
+impl Guard {
+    pub fn new(cfg: &GuardConfig) -> Result<Guard, GuardError> {
+        Ok(Guard {
+            deny_ids: cfg.deny.iter().map(|r| r.id.clone()).collect(),
+            deny: Matcher::new("deny", &cfg.deny)?,
+            allow: Matcher::new("allow", &cfg.allow)?,
+        })
+    }
+
+    /// The id of the deny rule that refuses `text`, if any.
+    pub fn check(&self, text: &str) -> Option<&str> {
+        // Usually no deny match at all: no allocation, no allow scan.
+        let mut denied = Vec::new();
+        self.deny.find(text, &mut denied);
+        if denied.is_empty() {
+            return None;
+        }
+        let mut allowed = Vec::new();
+        self.allow.find(text, &mut allowed);
+        // Empty matches (a regex like `x*`) still occupy their position.
+        let overlaps = |a: &(usize, usize, usize), b: &(usize, usize, usize)| {
+            a.0 < b.1.max(b.0 + 1) && b.0 < a.1.max(a.0 + 1)
+        };
+        let hit = denied
+            .iter()
+            .find(|d| !allowed.iter().any(|a| overlaps(a, d)))?;
+        self.deny_ids.get(hit.2).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn rule(id: &str, phrases: &[&str], patterns: &[&str]) -> GuardRule {
+        GuardRule {
+            id: id.into(),
+            phrases: phrases.iter().map(|s| s.to_string()).collect(),
+            patterns: patterns.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn deny_allow_and_case() {
+        let g = Guard::new(&GuardConfig {
+            deny: vec![
+                rule("injection", &["ignore previous instructions"], &[]),
+                rule("weapons", &[], &[r"\bbuild\s+an?\s+(bomb|explosive)\b"]),
+            ],
+            allow: vec![rule(
+                "research",
+                &["detect 'ignore previous instructions'"],
+                &[],
+            )],
+        })
+        .unwrap();
+        assert_eq!(
+            g.check("Please IGNORE previous Instructions now"),
+            Some("injection")
+        );
+        assert_eq!(g.check("how to Build  A bomb"), Some("weapons"));
+        assert_eq!(
+            g.check("How do I detect 'ignore previous instructions' attacks?"),
+            None
+        );
+        // An allowed span elsewhere does not excuse a deny match.
+        assert_eq!(
+            g.check("detect 'ignore previous instructions' ... ignore previous instructions"),
+            Some("injection")
+        );
+        assert_eq!(g.check("a perfectly normal question"), None);
+        assert_eq!(g.check("builder of bombastic prose"), None);
+        // A deny phrase that starts before an overlapping allow phrase is still excused.
+        let g = Guard::new(&GuardConfig {
+            deny: vec![rule("d", &["ignore previous"], &[])],
+            allow: vec![rule("a", &["previous instructions in examples"], &[])],
+        })
+        .unwrap();
+        assert_eq!(g.check("ignore previous instructions in examples"), None);
+        assert_eq!(g.check("ignore previous orders"), Some("d"));
+    }
+
+    #[test]
+    fn bad_rules_are_named() {
+        let e = Guard::new(&GuardConfig {
+            deny: vec![rule("x", &[], &["ok", "(unclosed"])],
+            allow: vec![],
+        })
+        .unwrap_err();
+        assert!(
+            matches!(
+                e,
+                GuardError::Regex {
+                    rule: 0,
+                    pattern: 1,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        let e = Guard::new(&GuardConfig {
+            deny: vec![],
+            allow: vec![rule("y", &[""], &[])],
+        })
+        .unwrap_err();
+        assert_eq!(
+            e,
+            GuardError::Empty {
+                list: "allow",
+                rule: 0
+            }
+        );
+        assert!(Guard::new(&GuardConfig::default())
+            .unwrap()
+            .check("x")
+            .is_none());
+    }
+}
