@@ -6,6 +6,7 @@
 //! snapshot that compiled.
 
 use crate::inspect::guard::{Guard, GuardConfig};
+use crate::inspect::pii::{Detector, PiiPolicy};
 use crate::inspect::tokens::{Family, Tokenizer};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -65,6 +66,20 @@ pub struct PolicyConfig {
     /// Deny/allow lists matched against message text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<GuardConfig>,
+    /// PII and secret redaction of requests and of generated text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redact: Option<RedactConfig>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RedactConfig {
+    /// Applied to every text of the request before it is forwarded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<PiiPolicy>,
+    /// Applied to the generated text of responses, streamed or not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<PiiPolicy>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -370,6 +385,8 @@ pub struct Route {
 pub struct Policy {
     pub name: String,
     pub guard: Option<Guard>,
+    pub request_pii: Option<Arc<Detector>>,
+    pub response_pii: Option<Arc<Detector>>,
 }
 
 #[derive(Debug, Clone)]
@@ -589,9 +606,19 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             .map(Guard::new)
             .transpose()
             .map_err(|e| cerr(format!("{path}.guard"), e.to_string()))?;
+        let detector = |side: &str, policy: &Option<PiiPolicy>| {
+            policy
+                .as_ref()
+                .map(|pol| Detector::new(pol).map(Arc::new))
+                .transpose()
+                .map_err(|e| cerr(format!("{path}.redact.{side}"), e.to_string()))
+        };
+        let redact = p.redact.clone().unwrap_or_default();
         let policy = Arc::new(Policy {
             name: p.name.clone(),
             guard,
+            request_pii: detector("request", &redact.request)?,
+            response_pii: detector("response", &redact.response)?,
         });
         if policies.insert(p.name.as_str(), policy).is_some() {
             return Err(cerr(

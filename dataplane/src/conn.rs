@@ -3,6 +3,7 @@
 //! request to [`crate::proxy`], repeat while keep-alive allows. Pipelined requests
 //! stay in the read buffer and are answered in order.
 
+use crate::accesslog::Entry;
 use crate::config::Snapshot;
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
@@ -64,6 +65,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         request_id: Vec::with_capacity(64),
         response: ResponseHead::default(),
     };
+    let mut entry = Entry::default();
+    let mut edits = Vec::new();
     loop {
         let snap = shard.snapshot();
         match c.read_head(&shard, &snap, &slot).await {
@@ -101,11 +104,27 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             continue;
         }
 
+        let logging = shard.logging();
+        let started = std::time::Instant::now();
+        if logging {
+            entry.clear();
+            entry.ts_ms = unix_ms();
+            let buf = &c.rbuf[head_start..head_end];
+            entry
+                .method
+                .push_str(std::str::from_utf8(&buf[c.head.method_range.clone()]).unwrap_or("?"));
+            entry
+                .path
+                .push_str(&String::from_utf8_lossy(c.head.path(buf)));
+        }
         let next = match c.read_body(&snap).await {
             Ok(next) => next,
             Err(NoRequest::Close) => return,
             Err(NoRequest::Error(e)) => {
                 c.reply_error(&e, &request_id, true).await;
+                if logging {
+                    log_error(&shard, &mut entry, &e, started, &request_id);
+                }
                 return;
             }
         };
@@ -115,6 +134,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             io: shard.take_io_buffer(),
             wbuf: shard.take_vec(),
             response: std::mem::take(&mut c.response),
+            edits: std::mem::take(&mut edits),
+            edit_bytes: shard.take_vec(),
         };
         let req = Request {
             head: &c.head,
@@ -124,23 +145,49 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             request_id: &request_id,
             generated_id,
         };
-        let outcome = proxy::handle(&shard, &snap, &slot, &mut c.stream, &req, &mut scratch).await;
+        let outcome = proxy::handle(
+            &shard,
+            &snap,
+            &slot,
+            &mut c.stream,
+            &req,
+            &mut scratch,
+            &mut entry,
+        )
+        .await;
         shard.give_vec(scratch.out);
         shard.give_io_buffer(scratch.io);
         shard.give_vec(scratch.wbuf);
+        shard.give_vec(scratch.edit_bytes);
+        edits = scratch.edits;
         c.response = scratch.response;
         let keep_alive = match outcome {
-            Outcome::Done { keep_alive } => keep_alive,
+            Outcome::Done { keep_alive } => {
+                if logging {
+                    entry.duration_us = started.elapsed().as_micros() as u64;
+                    shard.log(&entry, &request_id);
+                }
+                keep_alive
+            }
             Outcome::Failed(e) => {
                 tracing::debug!(error = %e, "request failed");
                 let keep = c.head.keep_alive && !e.closes_connection() && !shard.draining.get();
-                if !c.reply_error(&e, &request_id, !keep).await {
+                let sent = c.reply_error(&e, &request_id, !keep).await;
+                if logging {
+                    log_error(&shard, &mut entry, &e, started, &request_id);
+                }
+                if !sent {
                     return;
                 }
                 keep
             }
             Outcome::Aborted(e) => {
                 tracing::debug!(error = %e, "response aborted");
+                if logging {
+                    entry.error = e.http().2;
+                    entry.duration_us = started.elapsed().as_micros() as u64;
+                    shard.log(&entry, &request_id);
+                }
                 return;
             }
         };
@@ -153,6 +200,21 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             return;
         }
     }
+}
+
+/// Logs a request that Weir answered with an error.
+fn log_error(shard: &Shard, entry: &mut Entry, e: &Error, started: Instant, request_id: &[u8]) {
+    let (status, _, code) = e.http();
+    entry.status = status;
+    entry.error = code;
+    entry.duration_us = started.elapsed().as_micros() as u64;
+    shard.log(entry, request_id);
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn is_health_check(head: &RequestHead, buf: &[u8]) -> bool {

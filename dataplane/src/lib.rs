@@ -5,6 +5,7 @@
 //! [`config`]; upstream connection pools in [`upstream`]; shards, listeners and
 //! shutdown in [`server`].
 
+pub mod accesslog;
 pub mod config;
 pub mod conn;
 pub mod control;
@@ -16,4 +17,5 @@ pub mod proxy;
 pub mod server;
 pub mod shard;
 pub mod sock;
+pub mod tap;
 pub mod upstream;

@@ -2,6 +2,7 @@
 
 use clap::Parser;
 use std::process::ExitCode;
+use weir::accesslog::{AccessLog, LogTarget};
 use weir::config::{compile, Config};
 use weir::server::{allowed_cpus, Server};
 
@@ -39,6 +40,12 @@ struct Cli {
     /// Where the last applied snapshot is kept, to boot when the admin is unreachable.
     #[arg(long, default_value = "weir-state")]
     state_dir: std::path::PathBuf,
+    /// Access log: one JSON line per request (`-` for standard output).
+    #[arg(long)]
+    access_log: Option<String>,
+    /// Rotate the access log file when it passes this many MiB (0: never).
+    #[arg(long, default_value_t = 256)]
+    access_log_max_mb: u64,
 }
 
 fn main() -> ExitCode {
@@ -127,7 +134,17 @@ fn serve(
         signal_hook::consts::SIGINT,
     ])
     .map_err(|e| format!("cannot install signal handlers: {e}"))?;
-    let server = Server::start(snapshot, shards).map_err(|e| e.to_string())?;
+    let access_log = match &cli.access_log {
+        None => None,
+        Some(p) => Some(
+            AccessLog::start(LogTarget {
+                path: (p != "-").then(|| p.into()),
+                max_bytes: cli.access_log_max_mb.saturating_mul(1024 * 1024),
+            })
+            .map_err(|e| format!("cannot open the access log `{p}`: {e}"))?,
+        ),
+    };
+    let server = Server::start(snapshot, shards, access_log).map_err(|e| e.to_string())?;
     after_start(std::sync::Arc::clone(&server.shared));
     for a in &server.addrs {
         println!("weir listening on http://{a} ({shards} shards)");
@@ -143,7 +160,11 @@ fn serve(
             std::process::exit(130);
         }
     });
+    let shared = std::sync::Arc::clone(&server.shared);
     server.shutdown();
+    if let Some(log) = &shared.access_log {
+        log.sync(std::time::Duration::from_secs(5));
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -14,20 +14,24 @@
 //! Errors before the first response byte reach the client as OpenAI-style JSON
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
+use crate::accesslog::Entry;
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
-use crate::inspect::request::{Scanner, TextKind};
+use crate::inspect::pii::Verdict;
+use crate::inspect::request::{raw_string_end, RequestFacts, Scanner, TextKind};
 use crate::shard::{ConnSlot, Shard};
+use crate::tap::{Flow, Plan, Tap};
 use crate::upstream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::io;
 use std::ops::Range;
 use std::os::unix::io::AsRawFd;
+use std::time::Instant;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -66,6 +70,10 @@ pub struct Scratch {
     pub wbuf: Vec<u8>,
     /// The parsed upstream response head (its header list is reused).
     pub response: ResponseHead,
+    /// Body edits for the upstream request, sorted by position: the range of the body
+    /// to replace, and the range of `edit_bytes` to put there.
+    pub edits: Vec<(Range<usize>, Range<usize>)>,
+    pub edit_bytes: Vec<u8>,
 }
 
 /// Serves one request with the snapshot the connection loaded for it.
@@ -76,8 +84,10 @@ pub async fn handle(
     client: &mut TcpStream,
     req: &Request<'_>,
     scratch: &mut Scratch,
+    entry: &mut Entry,
 ) -> Outcome {
-    let (upstream_idx, target_idx) = match prepare(shard, snap, req, &mut scratch.out) {
+    let started = Instant::now();
+    let (upstream_idx, target_idx, plan) = match prepare(shard, snap, req, scratch, entry) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(e),
     };
@@ -88,7 +98,10 @@ pub async fn handle(
         return Outcome::Failed(Error::new(ErrorKind::NoRoute, "upstream has no target"));
     };
     slot.client_gone.set(false);
-    let outcome = forward(shard, slot, client, req, upstream, target, scratch).await;
+    let mut tap = Tap::new(plan, started);
+    let dest = (upstream, target);
+    let outcome = forward(shard, slot, client, req, dest, scratch, &mut tap).await;
+    tap.fill(entry);
     slot.upstream_finished();
     if slot.client_gone.get() {
         return Outcome::Aborted(Error::new(
@@ -99,13 +112,15 @@ pub async fn handle(
     outcome
 }
 
-/// Phase 1: scan, alias, route; writes the upstream request into `out`.
+/// Phase 1: scan, alias, route, apply the route's policy; writes the upstream request
+/// into `scratch.out` and returns the chosen upstream, target and response plan.
 fn prepare(
     shard: &Shard,
     snap: &Snapshot,
     req: &Request<'_>,
-    out: &mut Vec<u8>,
-) -> Result<(usize, usize), Error> {
+    scratch: &mut Scratch,
+    entry: &mut Entry,
+) -> Result<(usize, usize, Plan), Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
     // A route with a policy must see the body whatever its content type claims, or
@@ -128,6 +143,12 @@ fn prepare(
     let asked = scanner.model(&facts);
     let alias = asked.and_then(|m| snap.aliases.get(m)).map(String::as_str);
     let served = alias.or(asked);
+    let logging = shard.logging();
+    if logging {
+        entry.model.push_str(asked.unwrap_or_default());
+        entry.served_model.push_str(alias.unwrap_or_default());
+        entry.stream = facts.stream == Some(true);
+    }
     let route = snap.route(path, served).map_err(|why| match why {
         NoRoute::Path => Error::new(
             ErrorKind::NoRoute,
@@ -144,13 +165,32 @@ fn prepare(
             ),
         },
     })?;
-    if let Some(policy) = &route.policy {
-        apply_request_policy(policy, &scanner)?;
+    let tokenizer = snap.token_estimate.tokenizer(served);
+    if logging {
+        entry.route.push_str(&route.name);
+        if scan_body {
+            entry.prompt_estimate = Some(scanner.prompt_tokens(&facts, tokenizer));
+        }
     }
-    let rewrite = match (alias, &facts.model_raw) {
-        (Some(to), Some(raw)) => Some((raw.clone(), to)),
-        _ => None,
+    scratch.edits.clear();
+    scratch.edit_bytes.clear();
+    if let (Some(to), Some(raw)) = (alias, &facts.model_raw) {
+        let at = scratch.edit_bytes.len();
+        write_json_escaped(&mut scratch.edit_bytes, to.as_bytes());
+        scratch
+            .edits
+            .push((raw.clone(), at..scratch.edit_bytes.len()));
+    }
+    let mut plan = Plan {
+        observe: logging,
+        redact: None,
+        family: tokenizer.family,
     };
+    if let Some(policy) = &route.policy {
+        apply_request_policy(shard, policy, &scanner, &facts, req.body, scratch, entry)?;
+        plan.redact = policy.response_pii.clone();
+    }
+    scratch.edits.sort_by_key(|(r, _)| r.start);
     let upstream = snap
         .upstreams
         .get(route.upstream)
@@ -160,12 +200,31 @@ fn prepare(
         .targets
         .get(t)
         .ok_or_else(|| Error::new(ErrorKind::NoRoute, "upstream has no target"))?;
-    write_upstream_request(out, req, target, rewrite);
-    Ok((route.upstream, t))
+    if logging {
+        entry.upstream.push_str(&upstream.name);
+        entry.target.push_str(&target.authority);
+    }
+    write_upstream_request(
+        &mut scratch.out,
+        req,
+        target,
+        &scratch.edits,
+        &scratch.edit_bytes,
+    );
+    Ok((route.upstream, t, plan))
 }
 
-/// The route's policy on the request: the prompt guard over message text.
-fn apply_request_policy(policy: &Policy, scanner: &Scanner) -> Result<(), Error> {
+/// The route's policy on the request: the prompt guard over message text, then PII
+/// redaction of every text that reaches the model (edits recorded in `scratch`).
+fn apply_request_policy(
+    shard: &Shard,
+    policy: &Policy,
+    scanner: &Scanner,
+    _facts: &RequestFacts,
+    body: &[u8],
+    scratch: &mut Scratch,
+    entry: &mut Entry,
+) -> Result<(), Error> {
     if let Some(guard) = &policy.guard {
         for t in scanner.texts() {
             if matches!(
@@ -173,12 +232,49 @@ fn apply_request_policy(policy: &Policy, scanner: &Scanner) -> Result<(), Error>
                 TextKind::Message | TextKind::System | TextKind::Prompt | TextKind::Input
             ) {
                 if let Some(rule) = guard.check(scanner.text(t)) {
+                    entry.blocked_by.push_str(rule);
                     return Err(Error::new(
                         ErrorKind::PromptBlocked,
                         format!("The request was refused by the prompt guard (rule `{rule}`)"),
                     ));
                 }
             }
+        }
+    }
+    let Some(det) = &policy.request_pii else {
+        return Ok(());
+    };
+    let mut state = shard.redact_state.borrow_mut();
+    state.clear();
+    let mut text = String::new();
+    for t in scanner.texts() {
+        if t.kind == TextKind::ToolDefinition {
+            continue;
+        }
+        text.clear();
+        let o = det.redact(scanner.text(t), &mut state, &mut text);
+        entry.request_pii.merge(&o.counts);
+        match o.verdict {
+            Verdict::Redacted => {
+                let at = scratch.edit_bytes.len();
+                write_json_escaped(&mut scratch.edit_bytes, text.as_bytes());
+                let raw = t.start..raw_string_end(body, t.start);
+                scratch.edits.push((raw, at..scratch.edit_bytes.len()));
+            }
+            Verdict::Blocked { kind, rule } => {
+                entry.blocked_by.push_str(kind.as_str());
+                let by = match det.rule_id(rule) {
+                    Some(id) => format!("{} (rule `{id}`)", kind.as_str()),
+                    None => kind.as_str().to_string(),
+                };
+                return Err(Error::new(
+                    ErrorKind::PiiBlocked,
+                    format!(
+                        "The request contains sensitive data that this route does not accept: {by}"
+                    ),
+                ));
+            }
+            Verdict::Clean | Verdict::Unchanged => {}
         }
     }
     Ok(())
@@ -189,7 +285,8 @@ fn write_upstream_request(
     out: &mut Vec<u8>,
     req: &Request<'_>,
     target: &Target,
-    rewrite: Option<(Range<usize>, &str)>,
+    edits: &[(Range<usize>, Range<usize>)],
+    edit_bytes: &[u8],
 ) {
     let head = req.head;
     let buf = req.head_buf;
@@ -247,28 +344,28 @@ fn write_upstream_request(
     }
     let has_body =
         !req.body.is_empty() || matches!(head.method, Method::Post | Method::Put | Method::Patch);
-    match rewrite {
-        Some((raw, to)) => {
-            let mut escaped = Vec::with_capacity(to.len() + 8);
-            write_json_escaped(&mut escaped, to.as_bytes());
-            let len = req.body.len() - raw.len() + escaped.len();
+    if edits.is_empty() {
+        if has_body {
             out.extend_from_slice(b"content-length: ");
-            push_decimal(out, len as u64);
-            out.extend_from_slice(b"\r\n\r\n");
-            out.extend_from_slice(&req.body[..raw.start]);
-            out.extend_from_slice(&escaped);
-            out.extend_from_slice(&req.body[raw.end..]);
-        }
-        None => {
-            if has_body {
-                out.extend_from_slice(b"content-length: ");
-                push_decimal(out, req.body.len() as u64);
-                out.extend_from_slice(b"\r\n");
-            }
+            push_decimal(out, req.body.len() as u64);
             out.extend_from_slice(b"\r\n");
-            out.extend_from_slice(req.body);
         }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(req.body);
+        return;
     }
+    let removed: usize = edits.iter().map(|(r, _)| r.len()).sum();
+    let added: usize = edits.iter().map(|(_, b)| b.len()).sum();
+    out.extend_from_slice(b"content-length: ");
+    push_decimal(out, (req.body.len() - removed + added) as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    let mut pos = 0;
+    for (r, b) in edits {
+        out.extend_from_slice(req.body.get(pos..r.start).unwrap_or_default());
+        out.extend_from_slice(edit_bytes.get(b.clone()).unwrap_or_default());
+        pos = r.end;
+    }
+    out.extend_from_slice(req.body.get(pos..).unwrap_or_default());
 }
 
 /// Failures of one upstream attempt, with what they allow.
@@ -284,9 +381,9 @@ async fn forward(
     slot: &ConnSlot,
     client: &mut TcpStream,
     req: &Request<'_>,
-    upstream: &Upstream,
-    target: &Target,
+    (upstream, target): (&Upstream, &Target),
     scratch: &mut Scratch,
+    tap: &mut Tap,
 ) -> Outcome {
     for attempt in 0..2 {
         let pooled = if attempt == 0 {
@@ -309,7 +406,7 @@ async fn forward(
             }
             return Outcome::Failed(upstream_io(e, "sending the request"));
         }
-        match relay(client, &mut up, req, upstream, reused, scratch).await {
+        match relay(client, &mut up, req, upstream, reused, scratch, tap).await {
             (Attempt::Retry, _) => continue,
             (Attempt::End(outcome), reusable) => {
                 if reusable && !slot.client_gone.get() {
@@ -341,11 +438,13 @@ async fn relay(
     upstream: &Upstream,
     reused: bool,
     scratch: &mut Scratch,
+    tap: &mut Tap,
 ) -> (Attempt, bool) {
     let Scratch {
         io: ubuf,
         wbuf,
         response: head,
+        edit_bytes: decoded,
         ..
     } = scratch;
     let timeouts = upstream.timeouts;
@@ -437,11 +536,21 @@ async fn relay(
         break;
     }
 
+    tap.begin(head.status, head.event_stream, head.json);
+    let rewrite = tap.rewrites();
+
     // The client's response head.
     let client_10 = req.head.minor == 0;
-    let dechunk = client_10 && head.framing == ResponseFraming::Chunked;
-    let mut client_keep_alive =
-        req.head.keep_alive && !matches!(head.framing, ResponseFraming::UntilClose) && !dechunk;
+    let upstream_chunked = head.framing == ResponseFraming::Chunked;
+    let dechunk = client_10 && upstream_chunked;
+    // What the client gets: the upstream's framing, or Weir's own when rewriting
+    // (chunked for HTTP/1.1 clients, a length for buffered JSON, close for HTTP/1.0).
+    let chunk_out = rewrite && !client_10 && !tap.defers_head();
+    let close_delimited_rewrite = rewrite && client_10 && !tap.defers_head();
+    let mut client_keep_alive = req.head.keep_alive
+        && !matches!(head.framing, ResponseFraming::UntilClose)
+        && !dechunk
+        && !close_delimited_rewrite;
     wbuf.clear();
     wbuf.extend_from_slice(b"HTTP/1.1 ");
     push_decimal(wbuf, u64::from(head.status));
@@ -449,14 +558,16 @@ async fn relay(
     wbuf.extend_from_slice(reason(&ubuf[..head.len]));
     wbuf.extend_from_slice(b"\r\n");
     for h in &head.headers {
-        if head.forwards(&ubuf[..head.len], h) {
+        if head.forwards(&ubuf[..head.len], h)
+            && !(rewrite && h.name(ubuf).eq_ignore_ascii_case(b"content-length"))
+        {
             wbuf.extend_from_slice(h.name(ubuf));
             wbuf.extend_from_slice(b": ");
             wbuf.extend_from_slice(h.value(ubuf));
             wbuf.extend_from_slice(b"\r\n");
         }
     }
-    if head.framing == ResponseFraming::Chunked && !dechunk {
+    if (upstream_chunked && !dechunk && !rewrite) || chunk_out {
         wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
     if !head.has_request_id {
@@ -469,27 +580,45 @@ async fn relay(
     } else if client_10 {
         wbuf.extend_from_slice(b"connection: keep-alive\r\n");
     }
-    wbuf.extend_from_slice(b"\r\n");
+    // A buffered rewrite adds its length and the blank line once the body is known.
+    if !tap.defers_head() {
+        wbuf.extend_from_slice(b"\r\n");
+    }
 
     // The body: the bytes that came with the head first, then read and forward.
-    let mut body = Body::new(head.framing, dechunk);
+    let decode = dechunk || tap.is_on();
+    let mut body = Body::new(head.framing, decode);
     let start = head.len;
-    let first = match body.take(&ubuf[start..filled], wbuf) {
+    decoded.clear();
+    let first = match body.take(&ubuf[start..filled], decoded) {
         Ok(v) => v,
         Err(e) => return fail(e),
     };
-    if !body.dechunk {
-        // Head and the first body bytes leave in one write.
-        wbuf.extend_from_slice(&ubuf[start..start + first.forward]);
+    let mut flow = Flow::Continue;
+    if tap.defers_head() {
+        tap.observe(decoded);
+    } else if rewrite {
+        flow = rewrite_step(tap, decoded, chunk_out, wbuf);
+    } else {
+        tap.observe(decoded);
+        if dechunk {
+            wbuf.extend_from_slice(decoded);
+        } else {
+            // Head and the first body bytes leave in one write.
+            wbuf.extend_from_slice(&ubuf[start..start + first.forward]);
+        }
     }
-    if let Err(e) = client.write_all(wbuf).await {
-        return abort(client_gone(e));
+    if !tap.defers_head() {
+        if let Err(e) = client.write_all(wbuf).await {
+            return abort(client_gone(e));
+        }
     }
     // Bytes after the end of the response (a HEAD answered with a body, a second
     // response): the client got exactly its response; the upstream connection is not
     // reused because its byte stream can no longer be trusted.
     let mut trailing_garbage = first.extra;
-    while !body.done {
+    let head_len = wbuf.len();
+    while !body.done && flow == Flow::Continue {
         let n = match up.read(&mut ubuf[..]).await {
             Ok(0) => {
                 if body.framing == ResponseFraming::UntilClose {
@@ -510,22 +639,89 @@ async fn relay(
             }
             Err(e) => return abort(upstream_io(e, "streaming the response")),
         };
-        wbuf.clear();
-        let step = match body.take(&ubuf[..n], wbuf) {
+        decoded.clear();
+        let step = match body.take(&ubuf[..n], decoded) {
             Ok(v) => v,
             Err(e) => return abort(e),
         };
-        let out: &[u8] = if body.dechunk {
+        trailing_garbage |= step.extra;
+        if tap.defers_head() {
+            tap.observe(decoded);
+            if tap.overflowed() {
+                return fail(Error::new(
+                    ErrorKind::UpstreamProtocol,
+                    "upstream response too large to inspect for redaction",
+                ));
+            }
+            continue;
+        }
+        let out: &[u8] = if rewrite {
+            wbuf.clear();
+            flow = rewrite_step(tap, decoded, chunk_out, wbuf);
             wbuf
         } else {
-            &ubuf[..step.forward]
+            tap.observe(decoded);
+            if dechunk {
+                decoded
+            } else {
+                &ubuf[..step.forward]
+            }
         };
-        if let Err(e) = client.write_all(out).await {
+        if !out.is_empty() {
+            if let Err(e) = client.write_all(out).await {
+                return abort(client_gone(e));
+            }
+        }
+    }
+    // The end of a rewritten body: held-back text, the last chunk, or the whole
+    // buffered document with its length.
+    if rewrite {
+        let mut tail = Vec::new();
+        if tap.defers_head() {
+            wbuf.truncate(head_len);
+            match tap.finish(&mut tail) {
+                Ok(()) => {
+                    wbuf.extend_from_slice(b"content-length: ");
+                    push_decimal(wbuf, tail.len() as u64);
+                    wbuf.extend_from_slice(b"\r\n\r\n");
+                    wbuf.extend_from_slice(&tail);
+                }
+                Err(kind) => {
+                    return fail(Error::new(
+                        ErrorKind::PiiBlocked,
+                        format!(
+                            "The response contained sensitive data that this route blocks: {}",
+                            kind.as_str()
+                        ),
+                    ))
+                }
+            }
+        } else {
+            wbuf.clear();
+            if flow == Flow::Continue {
+                let _ = tap.finish(&mut tail);
+            }
+            frame(&tail, chunk_out, wbuf);
+            if chunk_out {
+                wbuf.extend_from_slice(b"0\r\n\r\n");
+            }
+        }
+        if let Err(e) = client.write_all(wbuf).await {
             return abort(client_gone(e));
         }
-        trailing_garbage |= step.extra;
+    } else if tap.is_on() {
+        let _ = tap.finish(&mut Vec::new());
     }
-    if body.dechunk {
+    if flow == Flow::Cut {
+        // The rest of the upstream's answer is not wanted: close, do not pool.
+        return (
+            Attempt::End(Outcome::Done {
+                keep_alive: client_keep_alive,
+            }),
+            false,
+        );
+    }
+    if dechunk {
         client_keep_alive = false;
     }
     if trailing_garbage {
@@ -539,6 +735,40 @@ async fn relay(
         }),
         reusable,
     )
+}
+
+/// One rewrite step: decoded upstream bytes through the tap, framed for the client.
+fn rewrite_step(tap: &mut Tap, decoded: &[u8], chunk_out: bool, wbuf: &mut Vec<u8>) -> Flow {
+    let mut data = Vec::new();
+    let flow = tap.rewrite(decoded, &mut data);
+    frame(&data, chunk_out, wbuf);
+    if flow == Flow::Cut && chunk_out {
+        wbuf.extend_from_slice(b"0\r\n\r\n");
+    }
+    flow
+}
+
+/// Appends `data` as one chunk (or as is, for a close-delimited body).
+fn frame(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
+    if data.is_empty() {
+        return;
+    }
+    if chunked {
+        let mut hex = [0u8; 16];
+        let mut n = data.len();
+        let mut i = hex.len();
+        while n > 0 || i == hex.len() {
+            i -= 1;
+            hex[i] = b"0123456789abcdef"[n & 15];
+            n >>= 4;
+        }
+        out.extend_from_slice(&hex[i..]);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(data);
+        out.extend_from_slice(b"\r\n");
+    } else {
+        out.extend_from_slice(data);
+    }
 }
 
 fn fail(e: Error) -> (Attempt, bool) {
@@ -565,6 +795,8 @@ struct Body {
     framing: ResponseFraming,
     remaining: u64,
     chunked: ChunkedDecoder,
+    /// Decoded body data is wanted (appended to `decoded` by `take`): to de-chunk for
+    /// an HTTP/1.0 client, or for the response tap.
     dechunk: bool,
     done: bool,
 }
@@ -604,15 +836,23 @@ impl Body {
                 let take = (input.len() as u64).min(self.remaining) as usize;
                 self.remaining -= take as u64;
                 self.done = self.remaining == 0;
+                if self.dechunk {
+                    decoded.extend_from_slice(input.get(..take).unwrap_or_default());
+                }
                 Step {
                     forward: take,
                     extra: take < input.len(),
                 }
             }
-            ResponseFraming::UntilClose => Step {
-                forward: input.len(),
-                extra: false,
-            },
+            ResponseFraming::UntilClose => {
+                if self.dechunk {
+                    decoded.extend_from_slice(input);
+                }
+                Step {
+                    forward: input.len(),
+                    extra: false,
+                }
+            }
             ResponseFraming::Chunked => {
                 let dechunk = self.dechunk;
                 let used = self

@@ -1,6 +1,7 @@
 //! Shards and listeners: one pinned glommio executor per shard, each with its own
 //! SO_REUSEPORT listener per address; startup checks; graceful drain on shutdown.
 
+use crate::accesslog::AccessLog;
 use crate::config::Snapshot;
 use crate::shard::{Shard, Shared};
 use glommio::net::TcpListener;
@@ -84,14 +85,18 @@ fn claim(addr: SocketAddr) -> Result<SocketAddr, StartError> {
 
 impl Server {
     /// Starts `shards` shards serving `snapshot`; returns once all listen.
-    pub fn start(snapshot: Snapshot, shards: usize) -> Result<Server, StartError> {
+    pub fn start(
+        snapshot: Snapshot,
+        shards: usize,
+        access_log: Option<AccessLog>,
+    ) -> Result<Server, StartError> {
         raise_memlock();
         let mut addrs = Vec::new();
         for &a in &snapshot.listeners {
             addrs.push(claim(a)?);
         }
         let shards = shards.max(1);
-        let shared = Shared::new(snapshot, shards);
+        let shared = Shared::new(snapshot, shards, access_log);
         let cpus = allowed_cpus();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
         let mut handles = Vec::new();
@@ -179,6 +184,7 @@ async fn shard_main(
     while !shared.is_shutting_down() {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
         sweep_if_due(&shard, &mut last_sweep);
+        shard.flush_log();
     }
     // Drain: stop accepting (dropping the tasks closes the listeners), close idle
     // connections, let busy ones finish their response, then give up at the deadline.
@@ -198,6 +204,7 @@ async fn shard_main(
             "drain timeout: closing"
         );
     }
+    shard.flush_log();
     shared.shards_up.fetch_sub(1, Ordering::Relaxed);
 }
 

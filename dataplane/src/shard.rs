@@ -2,7 +2,9 @@
 //! mutably with other shards: `Rc`/`RefCell`/`Cell` only. What shards share lives in
 //! [`Shared`] and is read-mostly (the config snapshot through arc-swap, flags).
 
+use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
 use crate::config::Snapshot;
+use crate::inspect::pii::RedactState;
 use crate::inspect::request::Scanner;
 use crate::upstream::Pools;
 use arc_swap::{ArcSwap, Cache};
@@ -21,15 +23,22 @@ pub struct Shared {
     /// Shards whose listeners are up.
     pub shards_up: AtomicUsize,
     pub shard_count: usize,
+    /// The access log's writer, when one is configured.
+    pub access_log: Option<AccessLog>,
 }
 
 impl Shared {
-    pub fn new(snapshot: Snapshot, shard_count: usize) -> Arc<Shared> {
+    pub fn new(
+        snapshot: Snapshot,
+        shard_count: usize,
+        access_log: Option<AccessLog>,
+    ) -> Arc<Shared> {
         Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
             shutdown: AtomicBool::new(false),
             shards_up: AtomicUsize::new(0),
             shard_count,
+            access_log,
         })
     }
 
@@ -70,6 +79,10 @@ pub struct Shard {
     cache: RefCell<Cache<Arc<ArcSwap<Snapshot>>, Arc<Snapshot>>>,
     pub pools: Pools,
     pub scanner: RefCell<Scanner>,
+    /// Placeholder memory of the request being redacted (cleared per request).
+    pub redact_state: RefCell<RedactState>,
+    /// Access-log lines not yet handed to the writer.
+    log_buf: RefCell<Vec<u8>>,
     pub draining: Cell<bool>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
@@ -94,6 +107,8 @@ impl Shard {
             cache: RefCell::new(cache),
             pools: Pools::default(),
             scanner: RefCell::new(Scanner::new()),
+            redact_state: RefCell::new(RedactState::new()),
+            log_buf: RefCell::new(Vec::new()),
             draining: Cell::new(false),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
@@ -103,6 +118,34 @@ impl Shard {
             round_robin: RefCell::new(Vec::new()),
             io_buffers: RefCell::new(Vec::new()),
             vecs: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Whether requests are logged (then the proxy fills in the entry and the response
+    /// tap watches for usage).
+    pub fn logging(&self) -> bool {
+        self.shared.access_log.is_some()
+    }
+
+    /// Formats one access-log line; hands the buffer over when it is full.
+    pub fn log(&self, entry: &Entry, request_id: &[u8]) {
+        let Some(log) = &self.shared.access_log else {
+            return;
+        };
+        let mut buf = self.log_buf.borrow_mut();
+        entry.write_line(request_id, self.id, &mut buf);
+        if buf.len() >= FLUSH_BYTES {
+            log.send(std::mem::take(&mut *buf));
+        }
+    }
+
+    /// Hands buffered access-log lines to the writer (every maintenance tick).
+    pub fn flush_log(&self) {
+        if let Some(log) = &self.shared.access_log {
+            let mut buf = self.log_buf.borrow_mut();
+            if !buf.is_empty() {
+                log.send(std::mem::take(&mut *buf));
+            }
         }
     }
 

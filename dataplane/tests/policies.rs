@@ -1,6 +1,6 @@
 //! Per-route policies through a real `weir`: the prompt guard, PII redaction of
 //! requests and of streamed answers.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod support;
 use support::*;
@@ -121,4 +121,207 @@ policies:
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("policies[0].guard"), "{err}");
     assert!(err.contains("deny[0].patterns[0]"), "{err}");
+}
+
+const REDACT: &str = r#"
+  - name: strict
+    redact:
+      request:
+        kinds: {email: mask, card: mask, ssn: block, secret_key: block}
+      response:
+        kinds: {email: mask, card: block}
+"#;
+
+/// The `content` deltas of an SSE body, and its raw events.
+fn sse_contents(body: &[u8]) -> (String, Vec<String>) {
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let mut content = String::new();
+    let mut events = Vec::new();
+    for ev in text.split("\n\n").filter(|e| !e.trim().is_empty()) {
+        events.push(ev.to_string());
+        let data = ev
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap_or_default();
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: serde_json::Value =
+            serde_json::from_str(data).unwrap_or_else(|e| panic!("{e}: {data}"));
+        if let Some(c) = v["choices"][0]["delta"]["content"].as_str() {
+            content.push_str(c);
+        }
+    }
+    (content, events)
+}
+
+#[test]
+fn request_pii_is_masked_or_blocked_before_the_upstream() {
+    let up = Upstream::echo();
+    let gw = gateway(up.addr, REDACT);
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"Mail jane.doe@example.com, card 4111 1111 1111 1111, again jane.doe@example.com"},{"role":"user","content":[{"type":"text","text":"caf\u00e9 \"quoted\" ops@example.org"}]}]}"#;
+    let r = request(gw.addr, &post_json("/v1/chat/completions", body)).unwrap();
+    assert_eq!(r.status, 200);
+    let seen = up.last();
+    let sent: serde_json::Value = serde_json::from_slice(&seen.body).unwrap();
+    assert_eq!(
+        sent["messages"][0]["content"],
+        "Mail [EMAIL_1], card [CARD_1], again [EMAIL_1]"
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][0]["text"],
+        "café \"quoted\" [EMAIL_2]"
+    );
+    assert_eq!(
+        seen.header("content-length").unwrap(),
+        seen.body.len().to_string()
+    );
+    let raw = String::from_utf8_lossy(&seen.body);
+    assert!(!raw.contains("jane.doe") && !raw.contains("4111"), "{raw}");
+
+    // A blocked kind: 400 naming the kind, never the value; nothing forwarded.
+    let before = up.recorded().len();
+    for (body, kind) in [
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"my ssn is 123-45-6789"}]}"#,
+            "ssn",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"key sk-proj-abcdefghijklmnopqrstuvwxyz0123456789ABCD"}]}"#,
+            "secret_key",
+        ),
+    ] {
+        let r = request(gw.addr, &post_json("/v1/chat/completions", body)).unwrap();
+        assert_eq!(r.status, 400, "{body}");
+        assert_eq!(r.error_code(), "sensitive_data_blocked");
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(kind), "{msg}");
+        assert!(!msg.contains("6789") && !msg.contains("sk-proj"), "{msg}");
+    }
+    assert_eq!(up.recorded().len(), before);
+
+    // Routes without the policy forward as is.
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/completions",
+            r#"{"model":"m","prompt":"jane.doe@example.com"}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(String::from_utf8_lossy(&up.last().body).contains("jane.doe@example.com"));
+}
+
+#[test]
+fn streamed_pii_split_across_events_reaches_the_client_redacted() {
+    // The e-mail and a number arrive cut across several events.
+    let pieces = [
+        "Write to jo",
+        "hn.sm",
+        "ith@exa",
+        "mple.com today",
+        ", or call later.",
+    ];
+    let up = Upstream::start(move |_, s| {
+        sse_head(s).unwrap();
+        sse_event(s, r#"{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}]}"#).unwrap();
+        for p in pieces {
+            let ev = serde_json::json!({"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{"content":p},"finish_reason":null}]});
+            sse_event(s, &ev.to_string()).unwrap();
+        }
+        sse_event(s, r#"{"id":"c1","object":"chat.completion.chunk","model":"m","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#).unwrap();
+        sse_end(s).unwrap();
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/event-stream"));
+    let (content, events) = sse_contents(&r.body);
+    assert_eq!(content, "Write to [EMAIL_1] today, or call later.");
+    assert!(!String::from_utf8_lossy(&r.body).contains("smith"));
+    // The finish event and [DONE] come after all the text.
+    let n = events.len();
+    assert!(
+        events[n - 2].contains("\"finish_reason\":\"stop\""),
+        "{events:?}"
+    );
+    assert_eq!(events[n - 1], "data: [DONE]");
+}
+
+#[test]
+fn streamed_blocked_entity_ends_the_stream_with_an_error_event() {
+    let up = Upstream::start(move |_, s| {
+        sse_head(s).unwrap();
+        for p in [
+            "Your card: 4111 1111 ",
+            "1111 1111 and more",
+            " text that never comes",
+        ] {
+            let ev = serde_json::json!({"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":p}}]});
+            if sse_event(s, &ev.to_string()).is_err() {
+                return After::PeerGone;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let _ = sse_end(s);
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8_lossy(&r.body).to_string();
+    assert!(!body.contains("4111"), "{body}");
+    assert!(!body.contains("never comes"), "{body}");
+    assert!(body.contains("sensitive_data_blocked"), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
+}
+
+#[test]
+fn non_streamed_answer_is_redacted_with_its_new_length() {
+    let up = Upstream::start(|_, s| {
+        let body = serde_json::json!({"id":"x","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Reach me at bob@example.net."},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":7,"total_tokens":12}});
+        respond(
+            s,
+            200,
+            &[("content-type", "application/json")],
+            body.to_string().as_bytes(),
+        );
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Reach me at [EMAIL_1]."
+    );
+    assert_eq!(v["usage"]["total_tokens"], 12);
+    assert_eq!(
+        r.header("content-length").unwrap(),
+        r.body.len().to_string()
+    );
 }

@@ -27,6 +27,8 @@ pub struct ResponseHead {
     /// The upstream connection may be reused after this response.
     pub keep_alive: bool,
     pub event_stream: bool,
+    /// `Content-Type: application/json` (or `+json`).
+    pub json: bool,
     pub has_request_id: bool,
     pub connection: Option<usize>,
 }
@@ -41,6 +43,7 @@ impl Default for ResponseHead {
             framing: ResponseFraming::None,
             keep_alive: true,
             event_stream: false,
+            json: false,
             has_request_id: false,
             connection: None,
         }
@@ -81,6 +84,7 @@ pub fn parse(
     head.len = len;
     head.headers.clear();
     head.event_stream = false;
+    head.json = false;
     head.has_request_id = false;
     head.connection = None;
     let mut content_length = None;
@@ -121,6 +125,11 @@ pub fn parse(
         } else if name.eq_ignore_ascii_case(b"content-type") {
             let v = trim(h.value);
             head.event_stream = v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream");
+            let essence = v.split(|&b| b == b';').next().unwrap_or_default();
+            let essence = super::trim(essence);
+            head.json = essence.eq_ignore_ascii_case(b"application/json")
+                || (essence.len() > 5
+                    && essence[essence.len() - 5..].eq_ignore_ascii_case(b"+json"));
         } else if name.eq_ignore_ascii_case(b"x-request-id") {
             head.has_request_id = true;
         }
@@ -177,6 +186,11 @@ mod tests {
         .unwrap();
         assert_eq!(h.framing, ResponseFraming::Chunked);
         assert!(h.event_stream);
+        assert!(!h.json);
+        let h = p("HTTP/1.1 200 OK\r\nContent-Type: Application/JSON ; charset=utf-8\r\nContent-Length: 2\r\n\r\n", false).unwrap();
+        assert!(h.json && !h.event_stream);
+        let h = p("HTTP/1.1 200 OK\r\nContent-Type: application/problem+json\r\nContent-Length: 2\r\n\r\n", false).unwrap();
+        assert!(h.json);
         let h = p("HTTP/1.1 200 OK\r\n\r\n", false).unwrap();
         assert_eq!(h.framing, ResponseFraming::UntilClose);
         assert!(!h.keep_alive);

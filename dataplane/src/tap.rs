@@ -1,0 +1,536 @@
+//! The response tap: what the gateway learns from a response body on its way to the
+//! client (usage, the served model, time to first token) and, when the route's policy
+//! redacts responses, how the body is rewritten.
+//!
+//! Modes, chosen from the response head:
+//! - `Off`: nothing to learn (no policy needs it, not a 2xx, not JSON or SSE).
+//! - observe SSE / JSON: bytes are forwarded as they come; the decoded body is fed to
+//!   the SSE scanner, or a copy of a JSON body (up to 4 MiB) is parsed at the end.
+//! - rewrite SSE: every event goes through the scanner; text deltas go through a
+//!   [`StreamRedactor`] per choice and the event is re-serialized with the text it may
+//!   emit now. Held-back text is flushed into a copy of the choice's last text event
+//!   before the next event that is not a text delta (finish, usage, `[DONE]`). A
+//!   `block` entity ends the stream with an error event in the upstream's dialect.
+//! - rewrite JSON: the whole body is buffered (bounded), the generated text fields
+//!   redacted, and the body sent with its new length.
+
+use crate::accesslog::{Entry, Source};
+use crate::inspect::pii::{Detector, EntityKind, KindCounts, RedactState, StreamRedactor, Verdict};
+use crate::inspect::sse::{DeltaKind, Dialect, EventKind, SseScanner};
+use crate::inspect::tokens::{Family, StreamCounter};
+use crate::inspect::usage::{body_facts, Usage};
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest JSON body kept for usage or rewritten.
+pub const MAX_JSON_BODY: usize = 4 * 1024 * 1024;
+
+/// What the route wants from responses.
+#[derive(Clone, Default)]
+pub struct Plan {
+    /// Learn usage and the served model (the access log is on).
+    pub observe: bool,
+    /// Redact generated text.
+    pub redact: Option<Arc<Detector>>,
+    /// Counts generated text when the upstream reports no usage.
+    pub family: Family,
+}
+
+enum Mode {
+    Off,
+    ObserveSse,
+    ObserveJson,
+    RewriteSse,
+    RewriteJson,
+}
+
+/// What a rewrite step asks of the relay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// A blocked entity: the error event is in the output; stop reading the upstream.
+    Cut,
+}
+
+pub struct Tap {
+    mode: Mode,
+    plan: Plan,
+    started: Instant,
+    scanner: SseScanner<StreamCounter>,
+    json: Vec<u8>,
+    json_overflow: bool,
+    /// Per choice (or content block) index: its redactor and its last text event.
+    streams: Vec<ChoiceStream>,
+    counts: KindCounts,
+    blocked: Option<EntityKind>,
+    first_token_us: Option<u64>,
+    summary: Option<crate::inspect::sse::StreamSummary>,
+    /// Scratch for emitted text.
+    text: String,
+    /// The response's status and when its head arrived.
+    status: u16,
+    ttfb_us: Option<u64>,
+}
+
+struct ChoiceStream {
+    index: u32,
+    redactor: StreamRedactor<Arc<Detector>>,
+    /// The last text event of this choice, as a template for flushing held text.
+    last: Option<(String, Dialect, Value)>,
+}
+
+impl Tap {
+    pub fn new(plan: Plan, started: Instant) -> Tap {
+        let family = plan.family;
+        Tap {
+            mode: Mode::Off,
+            plan,
+            started,
+            scanner: SseScanner::with_counter(StreamCounter(family)),
+            json: Vec::new(),
+            json_overflow: false,
+            streams: Vec::new(),
+            counts: KindCounts::default(),
+            blocked: None,
+            first_token_us: None,
+            summary: None,
+            text: String::new(),
+            status: 0,
+            ttfb_us: None,
+        }
+    }
+
+    /// The response head arrived: picks the mode from its status and content type.
+    pub fn begin(&mut self, status: u16, event_stream: bool, json: bool) {
+        self.status = status;
+        self.ttfb_us = Some(self.started.elapsed().as_micros() as u64);
+        let ok = (200..300).contains(&status);
+        let redact = self.plan.redact.is_some();
+        self.mode = match (ok, event_stream, json) {
+            (true, true, _) if redact => Mode::RewriteSse,
+            (true, false, true) if redact => Mode::RewriteJson,
+            (_, true, _) if self.plan.observe || redact => Mode::ObserveSse,
+            (_, false, true) if self.plan.observe || redact => Mode::ObserveJson,
+            _ => Mode::Off,
+        };
+    }
+
+    pub fn is_on(&self) -> bool {
+        !matches!(self.mode, Mode::Off)
+    }
+
+    /// The body is re-framed by Weir (rewrite modes): the upstream's length and
+    /// chunking do not apply to what the client gets.
+    pub fn rewrites(&self) -> bool {
+        matches!(self.mode, Mode::RewriteSse | Mode::RewriteJson)
+    }
+
+    /// The head must wait for the whole body (its length changes).
+    pub fn defers_head(&self) -> bool {
+        matches!(self.mode, Mode::RewriteJson)
+    }
+
+    /// Observe modes: decoded body bytes that are forwarded unchanged.
+    pub fn observe(&mut self, data: &[u8]) {
+        match self.mode {
+            Mode::ObserveSse => {
+                let started = self.started;
+                let first = &mut self.first_token_us;
+                self.scanner.feed(data, |ev| {
+                    if first.is_none() && ev.deltas().next().is_some() {
+                        *first = Some(started.elapsed().as_micros() as u64);
+                    }
+                });
+            }
+            Mode::ObserveJson | Mode::RewriteJson => self.keep_json(data),
+            _ => {}
+        }
+    }
+
+    fn keep_json(&mut self, data: &[u8]) {
+        if self.json.len() + data.len() > MAX_JSON_BODY {
+            self.json_overflow = true;
+            self.json = Vec::new();
+        } else if !self.json_overflow {
+            self.json.extend_from_slice(data);
+        }
+    }
+
+    /// Whether a rewrite-JSON body outgrew the buffer (the relay then fails closed).
+    pub fn overflowed(&self) -> bool {
+        self.json_overflow
+    }
+
+    /// Rewrite SSE: decoded body bytes in; the bytes for the client appended to `out`.
+    pub fn rewrite(&mut self, data: &[u8], out: &mut Vec<u8>) -> Flow {
+        if !matches!(self.mode, Mode::RewriteSse) {
+            return Flow::Continue;
+        }
+        if self.blocked.is_some() {
+            return Flow::Cut;
+        }
+        let Some(det) = self.plan.redact.clone() else {
+            return Flow::Continue;
+        };
+        let started = self.started;
+        let Tap {
+            scanner,
+            streams,
+            counts,
+            blocked,
+            first_token_us,
+            text,
+            ..
+        } = self;
+        scanner.feed(data, |ev| {
+            if blocked.is_some() {
+                return;
+            }
+            let texts: Vec<(u32, &str)> = ev
+                .deltas()
+                .filter(|d| d.kind == DeltaKind::Text)
+                .map(|d| (d.index, d.text))
+                .collect();
+            if ev.kind() != EventKind::Message || texts.is_empty() {
+                // Held text goes out before anything that ends or follows the text
+                // (keep-alive pings and comments do not count).
+                if ev.kind() == EventKind::Message && ev.name() != "ping" {
+                    flush(streams, counts, blocked, text, out);
+                }
+                if blocked.is_none() {
+                    out.extend_from_slice(ev.raw());
+                }
+                return;
+            }
+            if first_token_us.is_none() {
+                *first_token_us = Some(started.elapsed().as_micros() as u64);
+            }
+            let (Some(dialect), Ok(mut v)) =
+                (ev.dialect(), serde_json::from_slice::<Value>(ev.data()))
+            else {
+                out.extend_from_slice(ev.raw());
+                return;
+            };
+            for (index, piece) in texts {
+                let s = stream_for(streams, index, &det);
+                text.clear();
+                if let Err(b) = s.redactor.push(piece, text) {
+                    *blocked = Some(b.kind);
+                    counts.merge(&s.redactor.counts());
+                    block_event(dialect, b.kind, out);
+                    return;
+                }
+                set_text(&mut v, dialect, index, text);
+                s.last = Some((ev.name().to_string(), dialect, v.clone()));
+            }
+            write_event(ev.name(), &v, out);
+        });
+        if self.blocked.is_some() {
+            Flow::Cut
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// End of the upstream body. Rewrite SSE: flushes held text. Rewrite JSON: the
+    /// whole body for the client in `out`, or the blocked entity.
+    pub fn finish(&mut self, out: &mut Vec<u8>) -> Result<(), EntityKind> {
+        match self.mode {
+            Mode::RewriteSse => {
+                let Tap {
+                    streams,
+                    counts,
+                    blocked,
+                    text,
+                    ..
+                } = self;
+                flush(streams, counts, blocked, text, out);
+                for s in streams.iter() {
+                    counts.merge(&s.redactor.counts());
+                }
+                self.summary = Some(self.scanner.finish());
+            }
+            Mode::ObserveSse => self.summary = Some(self.scanner.finish()),
+            Mode::RewriteJson => return self.rewrite_json(out),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn rewrite_json(&mut self, out: &mut Vec<u8>) -> Result<(), EntityKind> {
+        let Some(det) = self.plan.redact.clone() else {
+            out.extend_from_slice(&self.json);
+            return Ok(());
+        };
+        let Ok(mut v) = serde_json::from_slice::<Value>(&self.json) else {
+            // Not JSON after all: nothing we can redact safely inside it; it is still
+            // the upstream's answer.
+            out.extend_from_slice(&self.json);
+            return Ok(());
+        };
+        let mut state = RedactState::new();
+        let mut changed = false;
+        let mut result = Ok(());
+        redact_value(
+            &mut v,
+            None,
+            &det,
+            &mut state,
+            &mut self.text,
+            &mut |verdict, counts| {
+                self.counts.merge(&counts);
+                match verdict {
+                    Verdict::Redacted => changed = true,
+                    Verdict::Blocked { kind, .. } => result = Err(kind),
+                    _ => {}
+                }
+            },
+        );
+        if let Err(kind) = result {
+            self.blocked = Some(kind);
+            return Err(kind);
+        }
+        if changed {
+            match serde_json::to_vec(&v) {
+                Ok(bytes) => out.extend_from_slice(&bytes),
+                Err(_) => out.extend_from_slice(&self.json),
+            }
+        } else {
+            out.extend_from_slice(&self.json);
+        }
+        Ok(())
+    }
+
+    /// Puts what the tap learnt into the access-log entry.
+    pub fn fill(&mut self, e: &mut Entry) {
+        if self.status != 0 {
+            e.status = self.status;
+            e.ttfb_us = self.ttfb_us;
+        }
+        if !self.is_on() {
+            return;
+        }
+        e.response_pii = self.counts;
+        if let Some(kind) = self.blocked {
+            e.blocked_by = kind.as_str().to_string();
+        }
+        let (usage, model, counted) = match (&self.mode, &self.summary) {
+            (Mode::ObserveSse | Mode::RewriteSse, Some(s)) => {
+                e.stream = true;
+                (s.usage, s.model.clone(), Some(s.counted_tokens()))
+            }
+            (Mode::ObserveJson | Mode::RewriteJson, _) if !self.json_overflow => {
+                let f = body_facts(&self.json);
+                (f.usage, f.model, None)
+            }
+            _ => (None, None, None),
+        };
+        if let Some(m) = model {
+            e.upstream_model = m;
+        }
+        e.ttft_us = self.first_token_us;
+        apply_usage(e, usage, counted);
+    }
+}
+
+fn apply_usage(e: &mut Entry, usage: Option<Usage>, counted: Option<u64>) {
+    if let Some(u) = usage {
+        if u.prompt.is_some() {
+            e.prompt_tokens = u.prompt;
+            e.prompt_source = Source::Upstream;
+        }
+        if u.completion.is_some() {
+            e.completion_tokens = u.completion;
+            e.completion_source = Source::Upstream;
+        }
+        e.cached_tokens = u.cached;
+        e.reasoning_tokens = u.reasoning;
+    }
+    if e.prompt_tokens.is_none() && e.prompt_estimate.is_some() {
+        e.prompt_tokens = e.prompt_estimate;
+        e.prompt_source = Source::Counted;
+    }
+    if e.completion_tokens.is_none() {
+        if let Some(c) = counted {
+            e.completion_tokens = Some(c);
+            e.completion_source = Source::Counted;
+        }
+    }
+}
+
+fn stream_for<'s>(
+    streams: &'s mut Vec<ChoiceStream>,
+    index: u32,
+    det: &Arc<Detector>,
+) -> &'s mut ChoiceStream {
+    let pos = match streams.iter().position(|s| s.index == index) {
+        Some(p) => p,
+        None => {
+            streams.push(ChoiceStream {
+                index,
+                redactor: StreamRedactor::new(Arc::clone(det)),
+                last: None,
+            });
+            streams.len() - 1
+        }
+    };
+    &mut streams[pos]
+}
+
+/// Emits every choice's held text in a copy of its last text event.
+fn flush(
+    streams: &mut [ChoiceStream],
+    counts: &mut KindCounts,
+    blocked: &mut Option<EntityKind>,
+    text: &mut String,
+    out: &mut Vec<u8>,
+) {
+    for s in streams.iter_mut() {
+        if blocked.is_some() {
+            return;
+        }
+        text.clear();
+        let r = s.redactor.finish(text);
+        let Some((name, dialect, template)) = &s.last else {
+            continue;
+        };
+        match r {
+            Err(b) => {
+                *blocked = Some(b.kind);
+                counts.merge(&s.redactor.counts());
+                block_event(*dialect, b.kind, out);
+            }
+            Ok(()) if !text.is_empty() => {
+                let mut v = template.clone();
+                set_text(&mut v, *dialect, s.index, text);
+                write_event(name, &v, out);
+            }
+            Ok(()) => {}
+        }
+    }
+}
+
+/// Replaces the text delta of choice `index` in an event.
+fn set_text(v: &mut Value, dialect: Dialect, index: u32, text: &str) {
+    let new = Value::String(text.to_string());
+    match dialect {
+        Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
+            let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
+                return;
+            };
+            for c in choices {
+                let i = c.get("index").and_then(Value::as_u64).unwrap_or(0);
+                if i != u64::from(index) {
+                    continue;
+                }
+                if dialect == Dialect::OpenAiCompletions {
+                    c["text"] = new.clone();
+                } else if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+                    d.insert("content".into(), new.clone());
+                }
+            }
+        }
+        Dialect::Anthropic => {
+            if let Some(d) = v.get_mut("delta").and_then(Value::as_object_mut) {
+                d.insert("text".into(), new);
+            }
+        }
+        Dialect::OpenAiResponses => {
+            if let Some(o) = v.as_object_mut() {
+                o.insert("delta".into(), new);
+            }
+        }
+    }
+}
+
+fn write_event(name: &str, v: &Value, out: &mut Vec<u8>) {
+    if !name.is_empty() && name != "message" {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(name.as_bytes());
+        out.push(b'\n');
+    }
+    out.extend_from_slice(b"data: ");
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"{}");
+    }
+    out.extend_from_slice(b"\n\n");
+}
+
+/// The end of a stream cut for a blocked entity, in the upstream's dialect.
+fn block_event(dialect: Dialect, kind: EntityKind, out: &mut Vec<u8>) {
+    let message = format!(
+        "The response was stopped: it contained sensitive data ({}) that this route blocks",
+        kind.as_str()
+    );
+    let err = |v: Value, out: &mut Vec<u8>| {
+        let _ = serde_json::to_writer(&mut *out, &v);
+    };
+    match dialect {
+        Dialect::Anthropic => {
+            out.extend_from_slice(b"event: error\ndata: ");
+            err(
+                serde_json::json!({"type":"error","error":{"type":"invalid_request_error","message":message}}),
+                out,
+            );
+            out.extend_from_slice(b"\n\n");
+        }
+        Dialect::OpenAiResponses => {
+            out.extend_from_slice(b"event: error\ndata: ");
+            err(
+                serde_json::json!({"type":"error","code":"sensitive_data_blocked","message":message,"param":null}),
+                out,
+            );
+            out.extend_from_slice(b"\n\n");
+        }
+        Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
+            out.extend_from_slice(b"data: ");
+            err(
+                serde_json::json!({"error":{"message":message,"type":"invalid_request_error","param":null,"code":"sensitive_data_blocked"}}),
+                out,
+            );
+            out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
+        }
+    }
+}
+
+/// Keys whose string values are generated text in non-streaming responses.
+const TEXT_KEYS: [&str; 5] = [
+    "content",
+    "text",
+    "reasoning_content",
+    "refusal",
+    "output_text",
+];
+
+/// Redacts the generated text of a response document in place.
+fn redact_value(
+    v: &mut Value,
+    key: Option<&str>,
+    det: &Detector,
+    state: &mut RedactState,
+    scratch: &mut String,
+    on: &mut dyn FnMut(Verdict, KindCounts),
+) {
+    match v {
+        Value::String(s) if key.is_some_and(|k| TEXT_KEYS.contains(&k)) => {
+            scratch.clear();
+            let o = det.redact(s, state, scratch);
+            if o.verdict == Verdict::Redacted {
+                *s = scratch.clone();
+            }
+            on(o.verdict, o.counts);
+        }
+        Value::Array(items) => {
+            for item in items {
+                redact_value(item, key, det, state, scratch, on);
+            }
+        }
+        Value::Object(map) => {
+            for (k, item) in map.iter_mut() {
+                redact_value(item, Some(k.as_str()), det, state, scratch, on);
+            }
+        }
+        _ => {}
+    }
+}
