@@ -104,7 +104,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             continue;
         }
 
-        let logging = shard.logging();
+        let logging = shard.observing();
         let started = std::time::Instant::now();
         if logging {
             entry.clear();
@@ -165,7 +165,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             Outcome::Done { keep_alive } => {
                 if logging {
                     entry.duration_us = started.elapsed().as_micros() as u64;
-                    shard.log(&entry, &request_id);
+                    shard.record(&entry, &request_id);
                 }
                 keep_alive
             }
@@ -186,7 +186,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 if logging {
                     entry.error = e.http().2;
                     entry.duration_us = started.elapsed().as_micros() as u64;
-                    shard.log(&entry, &request_id);
+                    shard.record(&entry, &request_id);
                 }
                 return;
             }
@@ -208,7 +208,7 @@ fn log_error(shard: &Shard, entry: &mut Entry, e: &Error, started: Instant, requ
     entry.status = status;
     entry.error = code;
     entry.duration_us = started.elapsed().as_micros() as u64;
-    shard.log(entry, request_id);
+    shard.record(entry, request_id);
 }
 
 fn unix_ms() -> u64 {

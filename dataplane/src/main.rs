@@ -43,6 +43,9 @@ struct Cli {
     /// Access log: one JSON line per request (`-` for standard output).
     #[arg(long)]
     access_log: Option<String>,
+    /// Status port: `GET /metrics` (Prometheus) and `GET /healthz`, e.g. 127.0.0.1:9090.
+    #[arg(long)]
+    status_listen: Option<std::net::SocketAddr>,
     /// Rotate the access log file when it passes this many MiB (0: never).
     #[arg(long, default_value_t = 256)]
     access_log_max_mb: u64,
@@ -144,10 +147,16 @@ fn serve(
             .map_err(|e| format!("cannot open the access log `{p}`: {e}"))?,
         ),
     };
-    let server = Server::start(snapshot, shards, access_log).map_err(|e| e.to_string())?;
+    let server = Server::start(snapshot, shards, access_log, cli.status_listen.is_some())
+        .map_err(|e| e.to_string())?;
     after_start(std::sync::Arc::clone(&server.shared));
     for a in &server.addrs {
         println!("weir listening on http://{a} ({shards} shards)");
+    }
+    if let Some(addr) = cli.status_listen {
+        let bound = weir::status::start(addr, std::sync::Arc::clone(&server.shared))
+            .map_err(|e| format!("cannot listen on the status port {addr}: {e}"))?;
+        println!("weir status on http://{bound} (/metrics, /healthz)");
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

@@ -99,8 +99,22 @@ pub async fn handle(
     };
     slot.client_gone.set(false);
     let mut tap = Tap::new(plan, started);
+    let gauges = shard.gauges();
+    let streaming = entry.stream;
+    if let Some(g) = &gauges {
+        g.request_started();
+        if streaming {
+            g.stream_started();
+        }
+    }
     let dest = (upstream, target);
     let outcome = forward(shard, slot, client, req, dest, scratch, &mut tap).await;
+    if let Some(g) = &gauges {
+        g.request_ended();
+        if streaming {
+            g.stream_ended();
+        }
+    }
     tap.fill(entry);
     slot.upstream_finished();
     if slot.client_gone.get() {
@@ -143,7 +157,7 @@ fn prepare(
     let asked = scanner.model(&facts);
     let alias = asked.and_then(|m| snap.aliases.get(m)).map(String::as_str);
     let served = alias.or(asked);
-    let logging = shard.logging();
+    let logging = shard.observing();
     if logging {
         entry.model.push_str(asked.unwrap_or_default());
         entry.served_model.push_str(alias.unwrap_or_default());

@@ -89,6 +89,7 @@ impl Server {
         snapshot: Snapshot,
         shards: usize,
         access_log: Option<AccessLog>,
+        metrics: bool,
     ) -> Result<Server, StartError> {
         raise_memlock();
         let mut addrs = Vec::new();
@@ -96,7 +97,7 @@ impl Server {
             addrs.push(claim(a)?);
         }
         let shards = shards.max(1);
-        let shared = Shared::new(snapshot, shards, access_log);
+        let shared = Shared::new(snapshot, shards, access_log, metrics);
         let cpus = allowed_cpus();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), StartError>>();
         let mut handles = Vec::new();
@@ -184,7 +185,7 @@ async fn shard_main(
     while !shared.is_shutting_down() {
         glommio::timer::sleep(SHUTDOWN_POLL).await;
         sweep_if_due(&shard, &mut last_sweep);
-        shard.flush_log();
+        shard.flush_records();
     }
     // Drain: stop accepting (dropping the tasks closes the listeners), close idle
     // connections, let busy ones finish their response, then give up at the deadline.
@@ -204,7 +205,7 @@ async fn shard_main(
             "drain timeout: closing"
         );
     }
-    shard.flush_log();
+    shard.flush_records();
     shared.shards_up.fetch_sub(1, Ordering::Relaxed);
 }
 

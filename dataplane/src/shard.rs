@@ -6,6 +6,7 @@ use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
 use crate::config::Snapshot;
 use crate::inspect::pii::RedactState;
 use crate::inspect::request::Scanner;
+use crate::metrics::{Gauges, Metrics, Registry};
 use crate::upstream::Pools;
 use arc_swap::{ArcSwap, Cache};
 use std::cell::{Cell, RefCell};
@@ -25,6 +26,8 @@ pub struct Shared {
     pub shard_count: usize,
     /// The access log's writer, when one is configured.
     pub access_log: Option<AccessLog>,
+    /// Per-shard metric totals, when the status port is on.
+    pub metrics: Option<Registry>,
 }
 
 impl Shared {
@@ -32,6 +35,7 @@ impl Shared {
         snapshot: Snapshot,
         shard_count: usize,
         access_log: Option<AccessLog>,
+        metrics: bool,
     ) -> Arc<Shared> {
         Arc::new(Shared {
             snapshot: Arc::new(ArcSwap::from_pointee(snapshot)),
@@ -39,6 +43,7 @@ impl Shared {
             shards_up: AtomicUsize::new(0),
             shard_count,
             access_log,
+            metrics: metrics.then(|| Registry::new(shard_count)),
         })
     }
 
@@ -83,6 +88,8 @@ pub struct Shard {
     pub redact_state: RefCell<RedactState>,
     /// Access-log lines not yet handed to the writer.
     log_buf: RefCell<Vec<u8>>,
+    /// Metrics recorded since the last publish.
+    metrics: RefCell<Metrics>,
     pub draining: Cell<bool>,
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
@@ -109,6 +116,7 @@ impl Shard {
             scanner: RefCell::new(Scanner::new()),
             redact_state: RefCell::new(RedactState::new()),
             log_buf: RefCell::new(Vec::new()),
+            metrics: RefCell::new(Metrics::default()),
             draining: Cell::new(false),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
@@ -121,14 +129,23 @@ impl Shard {
         }
     }
 
-    /// Whether requests are logged (then the proxy fills in the entry and the response
-    /// tap watches for usage).
-    pub fn logging(&self) -> bool {
-        self.shared.access_log.is_some()
+    /// Whether finished requests are recorded (access log or metrics): then the proxy
+    /// fills in the entry and the response tap watches for usage.
+    pub fn observing(&self) -> bool {
+        self.shared.access_log.is_some() || self.shared.metrics.is_some()
     }
 
-    /// Formats one access-log line; hands the buffer over when it is full.
-    pub fn log(&self, entry: &Entry, request_id: &[u8]) {
+    /// This shard's in-flight gauges, when metrics are on.
+    pub fn gauges(&self) -> Option<Gauges<'_>> {
+        self.shared.metrics.as_ref()?.gauges(self.id)
+    }
+
+    /// Records a finished request: metrics, and one access-log line (the buffer is
+    /// handed over when full).
+    pub fn record(&self, entry: &Entry, request_id: &[u8]) {
+        if self.shared.metrics.is_some() {
+            self.metrics.borrow_mut().record(entry);
+        }
         let Some(log) = &self.shared.access_log else {
             return;
         };
@@ -139,13 +156,17 @@ impl Shard {
         }
     }
 
-    /// Hands buffered access-log lines to the writer (every maintenance tick).
-    pub fn flush_log(&self) {
+    /// Every maintenance tick: hands buffered log lines to the writer and publishes
+    /// this shard's metrics delta.
+    pub fn flush_records(&self) {
         if let Some(log) = &self.shared.access_log {
             let mut buf = self.log_buf.borrow_mut();
             if !buf.is_empty() {
                 log.send(std::mem::take(&mut *buf));
             }
+        }
+        if let Some(reg) = &self.shared.metrics {
+            reg.publish(self.id, &mut self.metrics.borrow_mut());
         }
     }
 

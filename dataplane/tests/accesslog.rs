@@ -148,3 +148,195 @@ policies:
     assert_eq!(gw.wait_exit(Duration::from_secs(10)), Some(0));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Kills the process when the test ends, even by a failed assertion.
+struct Kill(std::process::Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `weir ARGS` with its stdout kept open; returns the data and status addresses.
+fn spawn_with_status(args: &[&str]) -> (Kill, std::net::SocketAddr, std::net::SocketAddr) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(weir_bin())
+        .args(args)
+        .env("WEIR_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let child = Kill(child);
+    let mut addr = |want: &str| {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        assert!(line.contains(want), "{line}");
+        line.split("http://")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let data = addr("listening on");
+    let status = addr("status on");
+    // Keep the pipe open for the process's lifetime.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    (child, data, status)
+}
+
+#[test]
+fn metrics_are_scraped_merged_across_shards_and_valid() {
+    let up = Upstream::start(|req, s| {
+        let body: serde_json::Value = serde_json::from_slice(&req.body).unwrap_or_default();
+        if body["stream"] == true {
+            sse_head(s).unwrap();
+            for p in ["a", " b", " c"] {
+                let ev = serde_json::json!({"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":p}}]});
+                sse_event(s, &ev.to_string()).unwrap();
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            sse_end(s).unwrap();
+        } else {
+            let answer = serde_json::json!({"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":3,"completion_tokens":1,"total_tokens":4}});
+            respond(
+                s,
+                200,
+                &[("content-type", "application/json")],
+                answer.to_string().as_bytes(),
+            );
+        }
+        After::KeepAlive
+    });
+    let dir = std::env::temp_dir().join(format!("weir-metrics-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("weir.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+listeners: ["127.0.0.1:0"]
+upstreams:
+  - {{name: up, targets: ["http://{}"]}}
+  - {{name: dead, targets: ["http://127.0.0.1:9"], timeouts: {{connect: 1s}}}}
+routes:
+  - {{name: chat, path_prefix: /v1/chat/, upstream: up, policy: p}}
+  - {{name: broken, path_prefix: /v1/broken, upstream: dead}}
+policies:
+  - name: p
+    guard: {{deny: [{{id: injection, phrases: ["ignore previous instructions"]}}]}}
+    redact: {{request: {{kinds: {{email: mask}}}}}}
+"#,
+            up.addr
+        ),
+    )
+    .unwrap();
+    let (_weir, data, status) = spawn_with_status(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--shards",
+        "2",
+        "--status-listen",
+        "127.0.0.1:0",
+    ]);
+    let chat = |content: &str, stream: bool| {
+        post_json(
+            "/v1/chat/completions",
+            &serde_json::json!({"model":"llama","stream":stream,"messages":[{"role":"user","content":content}]}).to_string(),
+        )
+    };
+    // Several connections, so both shards take some.
+    for i in 0..6 {
+        assert_eq!(request(data, &chat("hello", false)).unwrap().status, 200);
+        assert_eq!(
+            request(data, &chat(&format!("mail x{i}@example.com"), true))
+                .unwrap()
+                .status,
+            200
+        );
+    }
+    assert_eq!(
+        request(data, &chat("please ignore previous instructions", false))
+            .unwrap()
+            .status,
+        400
+    );
+    assert_eq!(
+        request(data, &post_json("/v1/broken", "{}"))
+            .unwrap()
+            .status,
+        502
+    );
+    assert_eq!(
+        request(data, &post_json("/nowhere", "{}")).unwrap().status,
+        404
+    );
+
+    std::thread::sleep(Duration::from_millis(200));
+    let r = request(status, &get("/metrics")).unwrap();
+    assert_eq!(r.status, 200);
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
+    let text = String::from_utf8(r.body.clone()).unwrap();
+    for want in [
+        "weir_requests_total{route=\"chat\",model=\"llama\",status=\"200\"} 12\n",
+        "weir_requests_total{route=\"chat\",model=\"llama\",status=\"400\"} 1\n",
+        "weir_requests_total{route=\"broken\",model=\"none\",status=\"502\"} 1\n",
+        "weir_requests_total{route=\"\",model=\"\",status=\"404\"} 1\n",
+        // 6 × 3 prompt tokens reported + the 6 streams' own estimates; 6 × 1 + 6 × 3 completion.
+        "weir_tokens_total{route=\"chat\",model=\"llama\",direction=\"completion\"} 24\n",
+        "weir_redactions_total{route=\"chat\",side=\"request\",kind=\"email\"} 6\n",
+        "weir_policy_blocks_total{route=\"chat\",by=\"injection\"} 1\n",
+        "weir_upstream_errors_total{upstream=\"dead\",code=\"upstream_connect_failed\"} 1\n",
+        "weir_in_flight_requests 0\n",
+        "weir_time_to_first_token_seconds_count{route=\"chat\"} 6\n",
+        "weir_request_duration_seconds_count{route=\"chat\"} 13\n",
+        "weir_shards 2\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+
+    // The exposition passes promtool (Debian package `prometheus`; CI requires it).
+    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
+    match std::process::Command::new(&promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    {
+        Ok(mut p) => {
+            use std::io::Write;
+            p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+            let out = p.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "promtool: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Err(e) => {
+            assert!(
+                std::env::var_os("WEIR_REQUIRE_PROMTOOL").is_none(),
+                "promtool is required here: {e}"
+            );
+            eprintln!("promtool not found ({e}); exposition not checked by it");
+        }
+    }
+    let r = request(status, &get("/healthz")).unwrap();
+    assert_eq!(r.status, 200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

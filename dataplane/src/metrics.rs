@@ -1,0 +1,522 @@
+//! Prometheus metrics: recorded per shard without locks, merged on scrape.
+//!
+//! Each shard records every finished request (its access-log [`Entry`]) into a local
+//! [`Metrics`] delta. At every maintenance tick (50 ms) it adds the delta into its own
+//! `Mutex<Metrics>` in [`Registry`] and clears it, so the lock is taken by one shard 20
+//! times a second and by the scraper, never per request. A scrape adds the shards'
+//! totals together and renders the text format. Histograms are hdrhistograms (µs, 2
+//! significant digits) exported with fixed buckets; in-flight gauges are per-shard
+//! atomics with a single writer.
+//!
+//! Label values come from the config (routes, upstreams, rule ids) or are bounded:
+//! client-chosen model names beyond [`MAX_MODELS`] per route share the label `other`.
+
+use crate::accesslog::Entry;
+use crate::inspect::pii::{EntityKind, KindCounts};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+
+/// Distinct model labels kept per route; the rest are counted as `other`.
+pub const MAX_MODELS: usize = 64;
+
+/// Bucket bounds in seconds: request duration, time to first token, time per token.
+const DURATION_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const TTFT_BUCKETS: [f64; 12] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+const TPOT_BUCKETS: [f64; 11] = [
+    0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5,
+];
+
+// Constant, valid bounds: creation cannot fail.
+#[allow(clippy::expect_used)]
+fn histogram() -> Histogram<u64> {
+    // 1 µs to 1 hour; values beyond are clamped when recorded.
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+#[derive(Clone)]
+struct Hist(Histogram<u64>);
+
+impl Default for Hist {
+    fn default() -> Self {
+        Hist(histogram())
+    }
+}
+
+impl Hist {
+    fn record_us(&mut self, us: u64) {
+        self.0.saturating_record(us.max(1));
+    }
+}
+
+/// Per model (within a route).
+#[derive(Clone, Default)]
+struct ModelStats {
+    /// Status → requests.
+    status: BTreeMap<u16, u64>,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+/// Per route.
+#[derive(Clone, Default)]
+struct RouteStats {
+    models: BTreeMap<String, ModelStats>,
+    /// Redactions by side (0 request, 1 response) and kind.
+    redactions: [[u64; EntityKind::COUNT]; 2],
+    /// Requests refused by a policy: guard rule id or entity kind → count.
+    blocked: BTreeMap<String, u64>,
+    duration: Hist,
+    ttft: Hist,
+    tpot: Hist,
+}
+
+/// Counters and histograms of one shard (a delta or a total).
+#[derive(Clone, Default)]
+pub struct Metrics {
+    routes: BTreeMap<String, RouteStats>,
+    /// (upstream, error code) → count.
+    upstream_errors: BTreeMap<(String, &'static str), u64>,
+    /// Requests that matched no route (or failed before routing), by status.
+    unrouted: BTreeMap<u16, u64>,
+}
+
+impl Metrics {
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty() && self.upstream_errors.is_empty() && self.unrouted.is_empty()
+    }
+
+    /// Records one finished request.
+    pub fn record(&mut self, e: &Entry) {
+        if !e.upstream.is_empty() && e.error.starts_with("upstream_") {
+            *self
+                .upstream_errors
+                .entry((e.upstream.clone(), e.error))
+                .or_default() += 1;
+        }
+        if e.route.is_empty() {
+            *self.unrouted.entry(e.status).or_default() += 1;
+            return;
+        }
+        let route = match self.routes.get_mut(e.route.as_str()) {
+            Some(r) => r,
+            None => self.routes.entry(e.route.clone()).or_default(),
+        };
+        let model = if e.model.is_empty() {
+            "none"
+        } else {
+            e.model.as_str()
+        };
+        let key = if route.models.contains_key(model) || route.models.len() < MAX_MODELS {
+            model
+        } else {
+            "other"
+        };
+        let stats = match route.models.get_mut(key) {
+            Some(m) => m,
+            None => route.models.entry(key.to_string()).or_default(),
+        };
+        *stats.status.entry(e.status).or_default() += 1;
+        stats.prompt_tokens += e.prompt_tokens.unwrap_or(0);
+        stats.completion_tokens += e.completion_tokens.unwrap_or(0);
+        add_counts(&mut route.redactions[0], &e.request_pii);
+        add_counts(&mut route.redactions[1], &e.response_pii);
+        if !e.blocked_by.is_empty() {
+            match route.blocked.get_mut(e.blocked_by.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    route.blocked.insert(e.blocked_by.clone(), 1);
+                }
+            }
+        }
+        route.duration.record_us(e.duration_us);
+        if let Some(t) = e.ttft_us {
+            route.ttft.record_us(t);
+            if let Some(n) = e.completion_tokens.filter(|&n| n > 1) {
+                let per = e.duration_us.saturating_sub(t) / (n - 1);
+                route.tpot.record_us(per);
+            }
+        }
+    }
+
+    /// Adds `other` into `self`.
+    pub fn merge(&mut self, other: &Metrics) {
+        for (name, r) in &other.routes {
+            let mine = self.routes.entry(name.clone()).or_default();
+            for (model, m) in &r.models {
+                let s = mine.models.entry(model.clone()).or_default();
+                for (status, n) in &m.status {
+                    *s.status.entry(*status).or_default() += n;
+                }
+                s.prompt_tokens += m.prompt_tokens;
+                s.completion_tokens += m.completion_tokens;
+            }
+            for side in 0..2 {
+                for (a, b) in mine.redactions[side].iter_mut().zip(r.redactions[side]) {
+                    *a += b;
+                }
+            }
+            for (k, n) in &r.blocked {
+                *mine.blocked.entry(k.clone()).or_default() += n;
+            }
+            let _ = mine.duration.0.add(&r.duration.0);
+            let _ = mine.ttft.0.add(&r.ttft.0);
+            let _ = mine.tpot.0.add(&r.tpot.0);
+        }
+        for (k, n) in &other.upstream_errors {
+            *self.upstream_errors.entry(k.clone()).or_default() += n;
+        }
+        for (k, n) in &other.unrouted {
+            *self.unrouted.entry(*k).or_default() += n;
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.routes.clear();
+        self.upstream_errors.clear();
+        self.unrouted.clear();
+    }
+}
+
+fn add_counts(into: &mut [u64; EntityKind::COUNT], c: &KindCounts) {
+    for (kind, n) in c.iter() {
+        if let Some(slot) = into.get_mut(kind.index()) {
+            *slot += u64::from(n);
+        }
+    }
+}
+
+/// Process-wide: each shard's totals and gauges.
+pub struct Registry {
+    shards: Vec<ShardSlot>,
+}
+
+#[derive(Default)]
+struct ShardSlot {
+    totals: Mutex<Metrics>,
+    in_flight: AtomicI64,
+    streams: AtomicI64,
+}
+
+/// A per-shard handle to its in-flight gauges.
+pub struct Gauges<'a> {
+    slot: &'a ShardSlot,
+}
+
+impl Gauges<'_> {
+    pub fn request_started(&self) {
+        self.slot.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn request_ended(&self) {
+        self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub fn stream_started(&self) {
+        self.slot.streams.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn stream_ended(&self) {
+        self.slot.streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Registry {
+    pub fn new(shards: usize) -> Registry {
+        Registry {
+            shards: (0..shards).map(|_| ShardSlot::default()).collect(),
+        }
+    }
+
+    pub fn gauges(&self, shard: usize) -> Option<Gauges<'_>> {
+        self.shards.get(shard).map(|slot| Gauges { slot })
+    }
+
+    /// Adds a shard's delta to its totals (the delta is cleared).
+    pub fn publish(&self, shard: usize, delta: &mut Metrics) {
+        if delta.is_empty() {
+            return;
+        }
+        if let Some(slot) = self.shards.get(shard) {
+            if let Ok(mut t) = slot.totals.lock() {
+                t.merge(delta);
+            }
+        }
+        delta.clear();
+    }
+
+    /// The text exposition of all shards together.
+    pub fn render(&self, extra: &[(&str, &str, f64)]) -> String {
+        let mut all = Metrics::default();
+        let (mut in_flight, mut streams) = (0i64, 0i64);
+        for s in &self.shards {
+            if let Ok(t) = s.totals.lock() {
+                all.merge(&t);
+            }
+            in_flight += s.in_flight.load(Ordering::Relaxed);
+            streams += s.streams.load(Ordering::Relaxed);
+        }
+        let mut out = String::with_capacity(8192);
+        header(
+            &mut out,
+            "weir_requests_total",
+            "counter",
+            "Requests by route, model and status.",
+        );
+        for (route, r) in &all.routes {
+            for (model, m) in &r.models {
+                for (status, n) in &m.status {
+                    let _ = writeln!(
+                        out,
+                        "weir_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
+                        esc(route),
+                        esc(model)
+                    );
+                }
+            }
+        }
+        for (status, n) in &all.unrouted {
+            let _ = writeln!(
+                out,
+                "weir_requests_total{{route=\"\",model=\"\",status=\"{status}\"}} {n}"
+            );
+        }
+        header(&mut out, "weir_tokens_total", "counter", "Tokens by route, model and direction (as reported by the upstream, else counted by Weir).");
+        for (route, r) in &all.routes {
+            for (model, m) in &r.models {
+                for (dir, n) in [
+                    ("prompt", m.prompt_tokens),
+                    ("completion", m.completion_tokens),
+                ] {
+                    let _ = writeln!(
+                        out,
+                        "weir_tokens_total{{route=\"{}\",model=\"{}\",direction=\"{dir}\"}} {n}",
+                        esc(route),
+                        esc(model)
+                    );
+                }
+            }
+        }
+        header(
+            &mut out,
+            "weir_redactions_total",
+            "counter",
+            "Entities found by the route's redaction policy, by side and kind.",
+        );
+        for (route, r) in &all.routes {
+            for (side, counts) in ["request", "response"].iter().zip(r.redactions.iter()) {
+                for kind in EntityKind::ALL {
+                    let n = counts.get(kind.index()).copied().unwrap_or(0);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "weir_redactions_total{{route=\"{}\",side=\"{side}\",kind=\"{}\"}} {n}",
+                            esc(route),
+                            kind.as_str()
+                        );
+                    }
+                }
+            }
+        }
+        header(
+            &mut out,
+            "weir_policy_blocks_total",
+            "counter",
+            "Requests or streams refused by a policy, by guard rule or entity kind.",
+        );
+        for (route, r) in &all.routes {
+            for (by, n) in &r.blocked {
+                let _ = writeln!(
+                    out,
+                    "weir_policy_blocks_total{{route=\"{}\",by=\"{}\"}} {n}",
+                    esc(route),
+                    esc(by)
+                );
+            }
+        }
+        header(
+            &mut out,
+            "weir_upstream_errors_total",
+            "counter",
+            "Upstream failures by upstream and error code.",
+        );
+        for ((up, code), n) in &all.upstream_errors {
+            let _ = writeln!(
+                out,
+                "weir_upstream_errors_total{{upstream=\"{}\",code=\"{code}\"}} {n}",
+                esc(up)
+            );
+        }
+        header(
+            &mut out,
+            "weir_in_flight_requests",
+            "gauge",
+            "Requests being proxied.",
+        );
+        let _ = writeln!(out, "weir_in_flight_requests {in_flight}");
+        header(
+            &mut out,
+            "weir_in_flight_streams",
+            "gauge",
+            "Streamed (SSE) requests being proxied.",
+        );
+        let _ = writeln!(out, "weir_in_flight_streams {streams}");
+        for (name, help, buckets, pick) in [
+            (
+                "weir_request_duration_seconds",
+                "Time from the request head to the end of the response.",
+                &DURATION_BUCKETS[..],
+                0usize,
+            ),
+            (
+                "weir_time_to_first_token_seconds",
+                "Time from the request head to the first generated text of a stream.",
+                &TTFT_BUCKETS[..],
+                1,
+            ),
+            (
+                "weir_time_per_output_token_seconds",
+                "Stream time after the first token divided by the further tokens.",
+                &TPOT_BUCKETS[..],
+                2,
+            ),
+        ] {
+            header(&mut out, name, "histogram", help);
+            for (route, r) in &all.routes {
+                let h = match pick {
+                    0 => &r.duration.0,
+                    1 => &r.ttft.0,
+                    _ => &r.tpot.0,
+                };
+                if h.is_empty() {
+                    continue;
+                }
+                let route = esc(route);
+                for le in buckets {
+                    let us = (le * 1e6) as u64;
+                    let n = h.count_between(0, us);
+                    let _ = writeln!(out, "{name}_bucket{{route=\"{route}\",le=\"{le}\"}} {n}");
+                }
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                    h.len()
+                );
+                // hdrhistogram keeps no exact sum: mean × count, within its precision.
+                let sum = h.mean() * h.len() as f64 / 1e6;
+                let _ = writeln!(out, "{name}_sum{{route=\"{route}\"}} {sum}");
+                let _ = writeln!(out, "{name}_count{{route=\"{route}\"}} {}", h.len());
+            }
+        }
+        for (name, help, v) in extra {
+            header(&mut out, name, "gauge", help);
+            let _ = writeln!(out, "{name} {v}");
+        }
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// Escapes a label value (backslash, double quote, line feed).
+fn esc(v: &str) -> std::borrow::Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return v.into();
+    }
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+        .into()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn entry(route: &str, model: &str, status: u16) -> Entry {
+        Entry {
+            route: route.into(),
+            model: model.into(),
+            status,
+            duration_us: 20_000,
+            ttft_us: Some(5_000),
+            completion_tokens: Some(11),
+            prompt_tokens: Some(7),
+            ..Entry::default()
+        }
+    }
+
+    #[test]
+    fn records_merges_and_renders() {
+        let reg = Registry::new(2);
+        let mut a = Metrics::default();
+        a.record(&entry("chat", "m\"1", 200));
+        let mut e = entry("chat", "m\"1", 502);
+        e.upstream = "vllm".into();
+        e.error = "upstream_reset";
+        a.record(&e);
+        let mut b = Metrics::default();
+        let mut e = entry("chat", "m\"1", 200);
+        e.request_pii.add(EntityKind::Email);
+        e.blocked_by = "injection".into();
+        b.record(&e);
+        b.record(&Entry {
+            status: 404,
+            ..Entry::default()
+        });
+        reg.publish(0, &mut a);
+        reg.publish(1, &mut b);
+        assert!(a.is_empty() && b.is_empty());
+        reg.gauges(1).unwrap().request_started();
+        let text = reg.render(&[("weir_config_version", "Config version.", 3.0)]);
+        assert!(
+            text.contains(
+                "weir_requests_total{route=\"chat\",model=\"m\\\"1\",status=\"200\"} 2\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("weir_requests_total{route=\"\",model=\"\",status=\"404\"} 1\n"));
+        assert!(text.contains(
+            "weir_tokens_total{route=\"chat\",model=\"m\\\"1\",direction=\"completion\"} 33\n"
+        ));
+        assert!(text
+            .contains("weir_redactions_total{route=\"chat\",side=\"request\",kind=\"email\"} 1\n"));
+        assert!(text.contains("weir_policy_blocks_total{route=\"chat\",by=\"injection\"} 1\n"));
+        assert!(text
+            .contains("weir_upstream_errors_total{upstream=\"vllm\",code=\"upstream_reset\"} 1\n"));
+        assert!(text.contains("weir_in_flight_requests 1\n"));
+        assert!(
+            text.contains("weir_request_duration_seconds_bucket{route=\"chat\",le=\"0.025\"} 3\n")
+        );
+        assert!(
+            text.contains("weir_request_duration_seconds_bucket{route=\"chat\",le=\"0.01\"} 0\n")
+        );
+        assert!(text.contains("weir_request_duration_seconds_count{route=\"chat\"} 3\n"));
+        // (20 ms − 5 ms) / 10 further tokens = 1.5 ms per token.
+        assert!(text.contains(
+            "weir_time_per_output_token_seconds_bucket{route=\"chat\",le=\"0.001\"} 0\n"
+        ));
+        assert!(text.contains(
+            "weir_time_per_output_token_seconds_bucket{route=\"chat\",le=\"0.0025\"} 3\n"
+        ));
+        assert!(text.contains("weir_config_version 3\n"));
+    }
+
+    #[test]
+    fn model_labels_are_bounded() {
+        let mut m = Metrics::default();
+        for i in 0..(MAX_MODELS + 10) {
+            m.record(&entry("r", &format!("model-{i}"), 200));
+        }
+        let r = &m.routes["r"];
+        assert_eq!(r.models.len(), MAX_MODELS + 1);
+        assert_eq!(r.models["other"].status[&200], 10);
+    }
+}
