@@ -979,10 +979,9 @@ fn pem(b: &[u8], p: usize) -> Option<usize> {
             return Some(tag + x + 5);
         }
     }
-    let mut e = body;
-    while matches!(at(b, e), b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'+' | b'/' | b'=' | b'\r' | b'\n' | b'\\')
-    {
-        e += 1;
-    }
-    Some(e)
+    // No END line (yet): everything after the header is key material. Stopping at the
+    // first non-base64 byte would let headers such as `Proc-Type: 4,ENCRYPTED` end the
+    // match early, and a stream would then emit the rest of the key before its END
+    // line arrived (found by fuzzing: streamed output differed from whole-text).
+    Some(b.len())
 }

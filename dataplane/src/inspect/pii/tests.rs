@@ -357,7 +357,8 @@ fn pem_without_end_is_still_caught() {
     let got = found(&det, text);
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].0, EntityKind::PrivateKey);
-    assert!(got[0].1.ends_with("AQEFAASC"));
+    // Without an END line, everything after the header is taken as key material.
+    assert!(got[0].1.ends_with("AQEFAASC then prose"));
     // JSON-escaped newlines.
     let text =
         r#"{"k":"-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEI\nabc\n-----END EC PRIVATE KEY-----\n"}"#;
@@ -658,6 +659,9 @@ fn stream_corpus() -> Vec<String> {
         "hello a@example.com and b@example.com bye".into(),
         format!("key {SK} jwt {JWT}, end"),
         format!("prefix text\n{PEM}\nsuffix 555-123-4567"),
+        // Fuzz regression: an encrypted PEM's headers (`Proc-Type: …`) must not end the
+        // match early, or a stream emits the key before its END line arrives.
+        "prefix\n-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,3F17F5316E2BAC89\n\nMIIBOgIBAAJBAKj34GkxFhD90vcNLYLInFEX6Ppy1tPf9Cnzj4p4WGeKLs1Pt8Qu\n-----END RSA PRIVATE KEY-----\nsuffix".into(),
         "电话：+44 20 7946 0958。卡 4111 1111 1111 1111 🎉 IBAN DE89 3704 0044 0532 0130 00!".into(),
         "ips 10.0.0.1, 2001:db8::1 and 1.2.3.4.5 then AKIAIOSFODNN7EXAMPLE ghp_1234567890abcdefghijABCDEFGHIJ123456".into(),
         format!("{} tail 123-45-6789", "x".repeat(200)),
