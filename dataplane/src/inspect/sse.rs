@@ -303,6 +303,11 @@ pub struct SseScanner<C: TextCounter = DeltaCounter> {
     name: Vec<u8>,
     /// The last line ended in `\r` at the end of a feed; a leading `\n` next belongs to it.
     pending_cr: bool,
+    /// Bytes at the start of `raw` that end the previous block (the `\n` of a `\r\n`
+    /// split across feeds after the block was dispatched at its `\r`). They do not count
+    /// against the size limit or the unterminated tail, so both are the same however the
+    /// stream was split (found by fuzzing).
+    lead: usize,
     first_line: bool,
     skip: Option<Skip>,
     /// Stream offset of `raw[0]`.
@@ -336,6 +341,7 @@ impl<C: TextCounter> SseScanner<C> {
             data_lines: 0,
             name: Vec::new(),
             pending_cr: false,
+            lead: 0,
             first_line: true,
             skip: None,
             offset: 0,
@@ -379,6 +385,9 @@ impl<C: TextCounter> SseScanner<C> {
                     match &mut self.skip {
                         Some(s) => s.dropped = s.dropped.saturating_add(1),
                         None => {
+                            if self.raw.len() == self.lead {
+                                self.lead += 1;
+                            }
                             self.raw.push(b'\n');
                             self.line_start = self.raw.len();
                         }
@@ -400,7 +409,7 @@ impl<C: TextCounter> SseScanner<C> {
                     _ => (i + 1, Some(i), false),
                 },
             };
-            if self.raw.len().saturating_add(piece_len) > self.max_event_bytes {
+            if (self.raw.len() - self.lead).saturating_add(piece_len) > self.max_event_bytes {
                 self.start_dropping();
                 continue;
             }
@@ -436,7 +445,7 @@ impl<C: TextCounter> SseScanner<C> {
             self.summary.oversized_events += 1;
             self.summary.incomplete_tail = s.dropped;
         } else if self.raw.iter().any(|&b| b != b'\n' && b != b'\r') {
-            self.summary.incomplete_tail = self.raw.len();
+            self.summary.incomplete_tail = self.raw.len() - self.lead;
         }
         let out = std::mem::take(&mut self.summary);
         self.reset();
@@ -446,6 +455,7 @@ impl<C: TextCounter> SseScanner<C> {
     /// Forgets the current stream, keeping buffers and settings.
     pub fn reset(&mut self) {
         self.raw.clear();
+        self.lead = 0;
         self.line_start = 0;
         self.data.clear();
         self.data_lines = 0;
@@ -465,6 +475,7 @@ impl<C: TextCounter> SseScanner<C> {
             line_empty: self.line_start >= self.raw.len(),
         });
         self.raw.clear();
+        self.lead = 0;
         self.line_start = 0;
         self.data.clear();
         self.data_lines = 0;
@@ -557,6 +568,7 @@ impl<C: TextCounter> SseScanner<C> {
         on_event(&ev);
         self.offset = self.offset.saturating_add(self.raw.len() as u64);
         self.raw.clear();
+        self.lead = 0;
         self.line_start = 0;
         self.data.clear();
         self.data_lines = 0;
@@ -2186,5 +2198,30 @@ mod tests {
             mb / secs,
             secs * 1e9 / (202.0 * iters as f64)
         );
+    }
+
+    /// Fuzz regression: a `\r\n` split across feeds must not make the next block one
+    /// byte larger (and oversized) or its unterminated tail one byte longer.
+    #[test]
+    fn split_crlf_does_not_change_sizes() {
+        let hex = "646174613a207463630d0d0a646174613a207b2263686f69636573223a5b7b22646363636363636363636363636363636363636363636363636363636363636363636363636363636363202265ffffffffffffffff2274797065223a20226f7665726c6f616465645f6572726f72222c20226d657373616765223a20224f7665726c6f61646564227d7d0a0a";
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let run = |input: &[u8], piece: usize, max: usize| {
+            let mut sc = SseScanner::new();
+            sc.set_max_event_bytes(max);
+            let mut seen = Vec::new();
+            for p in input.chunks(piece) {
+                sc.feed(p, |ev| {
+                    seen.push((ev.kind(), ev.name().to_string(), ev.data().to_vec()))
+                });
+            }
+            (seen, sc.finish())
+        };
+        assert_eq!(run(&bytes, bytes.len(), 128), run(&bytes, 11, 128));
+        let tail = b"\n\n\r\n\x06\n";
+        assert_eq!(run(tail, tail.len(), 1 << 20), run(tail, 1, 1 << 20));
     }
 }
