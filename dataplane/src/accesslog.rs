@@ -53,6 +53,8 @@ pub struct Entry {
     pub method: String,
     pub path: String,
     pub route: String,
+    /// The authenticated consumer.
+    pub consumer: String,
     pub model: String,
     /// The model sent upstream (after aliases); empty when the same.
     pub served_model: String,
@@ -88,6 +90,7 @@ impl Entry {
             std::mem::take(&mut self.method),
             std::mem::take(&mut self.path),
             std::mem::take(&mut self.route),
+            std::mem::take(&mut self.consumer),
             std::mem::take(&mut self.model),
             std::mem::take(&mut self.served_model),
             std::mem::take(&mut self.upstream_model),
@@ -98,12 +101,13 @@ impl Entry {
         for s in &mut strings {
             s.clear();
         }
-        let [method, path, route, model, served_model, upstream_model, upstream, target, blocked_by] =
+        let [method, path, route, consumer, model, served_model, upstream_model, upstream, target, blocked_by] =
             strings;
         *self = Entry {
             method,
             path,
             route,
+            consumer,
             model,
             served_model,
             upstream_model,
@@ -126,6 +130,7 @@ impl Entry {
             ("method", &self.method),
             ("path", &self.path),
             ("route", &self.route),
+            ("consumer", &self.consumer),
             ("model", &self.model),
             ("served_model", &self.served_model),
             ("upstream_model", &self.upstream_model),

@@ -5,6 +5,7 @@
 //! compilation) happens in [`compile`], off the shards. Shards only ever see a
 //! snapshot that compiled.
 
+use crate::auth::{Auth, ConsumerConfig};
 use crate::inspect::guard::{Guard, GuardConfig};
 use crate::inspect::pii::{Detector, PiiPolicy};
 use crate::inspect::tokens::{Family, Tokenizer};
@@ -56,6 +57,9 @@ pub struct Config {
     /// How prompt tokens are estimated per model.
     #[serde(default, skip_serializing_if = "TokenEstimateConfig::is_default")]
     pub token_estimate: TokenEstimateConfig,
+    /// API consumers; when any is configured, every request needs a key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumers: Vec<ConsumerConfig>,
 }
 
 /// A named policy; a route names at most one.
@@ -181,6 +185,10 @@ pub struct UpstreamConfig {
     pub timeouts: UpstreamTimeouts,
     #[serde(default)]
     pub pool: PoolConfig,
+    /// Sent upstream as `Authorization: Bearer …` (the client's own credential never
+    /// is). Use `${ENV_VAR}` in files rather than the key itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -277,6 +285,7 @@ impl Config {
                 targets: vec![upstream.to_string()],
                 timeouts: UpstreamTimeouts::default(),
                 pool: PoolConfig::default(),
+                api_key: None,
             }],
             routes: vec![RouteConfig {
                 name: Some("all".to_string()),
@@ -288,6 +297,7 @@ impl Config {
             model_aliases: BTreeMap::new(),
             policies: Vec::new(),
             token_estimate: TokenEstimateConfig::default(),
+            consumers: Vec::new(),
         }
     }
 }
@@ -347,6 +357,8 @@ pub struct Upstream {
     pub targets: Vec<Target>,
     pub timeouts: UpstreamTimeouts,
     pub pool: PoolConfig,
+    /// `Bearer …` for the upstream's `Authorization` header.
+    pub authorization: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +368,7 @@ pub enum ModelPattern {
 }
 
 impl ModelPattern {
-    fn parse(p: &str) -> ModelPattern {
+    pub fn parse(p: &str) -> ModelPattern {
         match p.strip_suffix('*') {
             Some(prefix) => ModelPattern::Prefix(prefix.to_string()),
             None => ModelPattern::Exact(p.to_string()),
@@ -431,6 +443,7 @@ pub struct Snapshot {
     /// Whether any route filters on the model (the body must then carry one).
     pub routes_by_model: bool,
     pub token_estimate: TokenEstimate,
+    pub auth: Auth,
 }
 
 /// Why no route was found.
@@ -587,11 +600,21 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
                 ));
             }
         }
+        if u.api_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.bytes().any(|b| b.is_ascii_control() || b == b' '))
+        {
+            return Err(cerr(
+                format!("{path}.api_key"),
+                "must be non-empty, without spaces or control characters",
+            ));
+        }
         upstreams.push(Upstream {
             name: u.name.clone(),
             targets,
             timeouts: u.timeouts,
             pool: u.pool,
+            authorization: u.api_key.as_ref().map(|k| format!("Bearer {k}")),
         });
     }
     let mut policies: HashMap<&str, Arc<Policy>> = HashMap::new();
@@ -709,6 +732,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             default: cfg.token_estimate.family,
             models,
         },
+        auth: Auth::compile(&cfg.consumers).map_err(|(path, m)| cerr(path, m))?,
     })
 }
 

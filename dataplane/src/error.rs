@@ -45,6 +45,12 @@ pub enum ErrorKind {
     UpstreamTtfbTimeout,
     /// The response stalled longer than the idle timeout.
     UpstreamIdleTimeout,
+    /// No API key, or one that is unknown or expired.
+    Unauthorized,
+    /// The consumer may not use this model.
+    ModelNotAllowed,
+    /// The consumer may not use this route.
+    RouteNotAllowed,
     /// A prompt-guard deny rule matched the message text.
     PromptBlocked,
     /// The body carries an entity (PII, secret) whose policy action is `block`.
@@ -82,7 +88,10 @@ impl Error {
             | ErrorKind::NoRoute
             | ErrorKind::UnknownModel
             | ErrorKind::PromptBlocked
-            | ErrorKind::PiiBlocked => Side::Client,
+            | ErrorKind::PiiBlocked
+            | ErrorKind::Unauthorized
+            | ErrorKind::ModelNotAllowed
+            | ErrorKind::RouteNotAllowed => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset
@@ -128,6 +137,9 @@ impl Error {
             ErrorKind::UpstreamProtocol => (502, "upstream_error", "upstream_bad_response"),
             ErrorKind::UpstreamTtfbTimeout => (504, "upstream_error", "upstream_timeout"),
             ErrorKind::UpstreamIdleTimeout => (504, "upstream_error", "upstream_idle_timeout"),
+            ErrorKind::Unauthorized => (401, "invalid_request_error", "invalid_api_key"),
+            ErrorKind::ModelNotAllowed => (403, "permission_error", "model_not_allowed"),
+            ErrorKind::RouteNotAllowed => (403, "permission_error", "route_not_allowed"),
             ErrorKind::PromptBlocked => (400, "invalid_request_error", "prompt_blocked"),
             ErrorKind::PiiBlocked => (400, "invalid_request_error", "sensitive_data_blocked"),
             ErrorKind::Draining => (503, "server_error", "shutting_down"),

@@ -6,6 +6,7 @@
 //! shutdown in [`server`].
 
 pub mod accesslog;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod control;

@@ -28,6 +28,12 @@ struct Cli {
     /// Validate the config and exit.
     #[arg(long)]
     check: bool,
+    /// Print a new random API key and the `hash` to put in a consumer's `keys`, then exit.
+    #[arg(long)]
+    new_key: bool,
+    /// Read an API key from standard input, print its `hash` for a consumer's `keys`, exit.
+    #[arg(long)]
+    hash_key: bool,
     /// Subscribe to a weir-admin control plane for the config (`http://host:port`).
     #[arg(long, conflicts_with_all = ["config", "upstream"])]
     control_plane: Option<String>,
@@ -64,6 +70,9 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if cli.new_key || cli.hash_key {
+        return key_tool(cli.new_key);
+    }
     if let Some(url) = cli.control_plane.clone() {
         return run_subscribed(&cli, &url);
     }
@@ -113,6 +122,28 @@ fn run_subscribed(cli: &Cli, url: &str) -> Result<(), String> {
                 |e| tracing::error!(error = %e, "cannot start the control-plane thread"),
             );
     })
+}
+
+/// `--new-key` / `--hash-key`: the stored form of a key, so that configs hold no keys.
+fn key_tool(new: bool) -> Result<(), String> {
+    let key = if new {
+        weir::auth::new_key().ok_or("no entropy source (getrandom failed)")?
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the key: {e}"))?;
+        line.trim().to_string()
+    };
+    if key.is_empty() {
+        return Err("empty key".into());
+    }
+    let salt = weir::auth::random_bytes::<16>().ok_or("no entropy source (getrandom failed)")?;
+    if new {
+        println!("key:  {key}");
+    }
+    println!("hash: {}", weir::auth::hash_key(key.as_bytes(), salt));
+    Ok(())
 }
 
 fn serve(

@@ -15,6 +15,7 @@
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
 use crate::accesslog::Entry;
+use crate::auth::{self, Refusal};
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
@@ -31,7 +32,7 @@ use glommio::net::TcpStream;
 use std::io;
 use std::ops::Range;
 use std::os::unix::io::AsRawFd;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -137,10 +138,33 @@ fn prepare(
 ) -> Result<(usize, usize, Plan), Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
-    // A route with a policy must see the body whatever its content type claims, or
-    // the guard could be bypassed by leaving the header out.
+    // Who is asking, before anything else is looked at.
+    let consumer = if snap.auth.is_on() {
+        let key = auth::credential(head, req.head_buf);
+        match snap.auth.check(key, SystemTime::now()) {
+            Ok((c, _)) => Some(c),
+            Err(why) => return Err(Error::new(
+                ErrorKind::Unauthorized,
+                match why {
+                    Refusal::Missing => {
+                        "You didn't provide an API key (Authorization: Bearer KEY, or x-api-key)."
+                    }
+                    Refusal::Invalid => "Incorrect API key provided.",
+                    Refusal::Expired => "The API key provided has expired.",
+                },
+            )),
+        }
+    } else {
+        None
+    };
+    if let Some(c) = consumer {
+        entry.consumer.push_str(&c.name);
+    }
+    // A route with a policy, or a consumer limited to some models, must see the body
+    // whatever its content type claims: leaving the header out must not bypass them.
     let scan_body = !req.body.is_empty()
         && (snap.path_has_policy(path)
+            || consumer.is_some_and(|c| !c.models.is_empty())
             || ((head.content_type_json
                 || snap.path_needs_model(path)
                 || !snap.aliases.is_empty())
@@ -179,6 +203,23 @@ fn prepare(
             ),
         },
     })?;
+    if let Some(c) = consumer {
+        if !c.may_use_route(&route.name) {
+            return Err(Error::new(
+                ErrorKind::RouteNotAllowed,
+                format!(
+                    "This API key may not use `{}`.",
+                    String::from_utf8_lossy(path)
+                ),
+            ));
+        }
+        if let Some(m) = asked.filter(|m| !c.may_use_model(m)) {
+            return Err(Error::new(
+                ErrorKind::ModelNotAllowed,
+                format!("This API key may not use the model `{m}`."),
+            ));
+        }
+    }
     let tokenizer = snap.token_estimate.tokenizer(served);
     if logging {
         entry.route.push_str(&route.name);
@@ -218,10 +259,15 @@ fn prepare(
         entry.upstream.push_str(&upstream.name);
         entry.target.push_str(&target.authority);
     }
+    let creds = Credentials {
+        strip_client: snap.auth.is_on(),
+        authorization: upstream.authorization.as_deref(),
+    };
     write_upstream_request(
         &mut scratch.out,
         req,
         target,
+        creds,
         &scratch.edits,
         &scratch.edit_bytes,
     );
@@ -295,10 +341,20 @@ fn apply_request_policy(
 }
 
 /// Writes the request line, the filtered headers and the body for the upstream.
+/// What the upstream request carries for credentials.
+#[derive(Clone, Copy)]
+struct Credentials<'a> {
+    /// Drop the client's `Authorization` / `x-api-key` (authentication is on).
+    strip_client: bool,
+    /// The upstream pool's own `Authorization` value, replacing the client's.
+    authorization: Option<&'a str>,
+}
+
 fn write_upstream_request(
     out: &mut Vec<u8>,
     req: &Request<'_>,
     target: &Target,
+    creds: Credentials<'_>,
     edits: &[(Range<usize>, Range<usize>)],
     edit_bytes: &[u8],
 ) {
@@ -321,6 +377,8 @@ fn write_upstream_request(
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"expect")
             || conn_value.is_some_and(|v| listed_in_connection(&[v], name))
+            || ((creds.strip_client || creds.authorization.is_some())
+                && auth::is_credential_header(name))
         {
             continue;
         }
@@ -351,6 +409,11 @@ fn write_upstream_request(
     }
     out.extend_from_slice(req.peer_ip.as_bytes());
     out.extend_from_slice(b"\r\n");
+    if let Some(a) = creds.authorization {
+        out.extend_from_slice(b"authorization: ");
+        out.extend_from_slice(a.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     if req.generated_id {
         out.extend_from_slice(b"x-request-id: ");
         out.extend_from_slice(req.request_id);

@@ -1,0 +1,341 @@
+//! Consumers and their API keys.
+//!
+//! Keys never appear in the config: each is stored as `wk1$LOOKUP$SALT$DIGEST`, where
+//! `DIGEST` = SHA-256(SALT ‖ key) with a random 16-byte salt, and `LOOKUP` is the first
+//! 8 bytes of SHA-256(key). A presented key is hashed once to find its candidates by
+//! `LOOKUP` (a 64-bit tag of a high-entropy key reveals nothing usable), then each
+//! candidate's salted digest is compared in constant time. `weir hash-key` (or the
+//! admin) makes the stored form; a consumer may hold several keys, for rotation, each
+//! with an optional expiry.
+
+use crate::config::ModelPattern;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+/// A consumer, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerConfig {
+    pub name: String,
+    #[serde(default)]
+    pub keys: Vec<KeyConfig>,
+    /// Models the consumer may ask for (`name` or `prefix*`); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Routes (by name) the consumer may use; empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct KeyConfig {
+    /// A name for the key (shown in logs; not secret).
+    pub id: String,
+    /// `wk1$LOOKUP$SALT$DIGEST`, from `weir hash-key`.
+    pub hash: String,
+    /// RFC 3339 time after which the key is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub name: String,
+    pub models: Vec<ModelPattern>,
+    pub routes: Vec<String>,
+}
+
+impl Consumer {
+    pub fn may_use_model(&self, model: &str) -> bool {
+        self.models.is_empty() || self.models.iter().any(|p| p.matches(model))
+    }
+
+    pub fn may_use_route(&self, route: &str) -> bool {
+        self.routes.is_empty() || self.routes.iter().any(|r| r == route)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct StoredKey {
+    consumer: usize,
+    id: String,
+    salt: [u8; 16],
+    digest: [u8; 32],
+    expires: Option<SystemTime>,
+}
+
+/// The compiled consumers: empty means authentication is off.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    pub consumers: Vec<Consumer>,
+    by_lookup: HashMap<u64, Vec<StoredKey>>,
+}
+
+/// Why a credential was refused (the message never contains the key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Missing,
+    Invalid,
+    Expired,
+}
+
+impl Auth {
+    pub fn compile(cfg: &[ConsumerConfig]) -> Result<Auth, (String, String)> {
+        let mut auth = Auth::default();
+        let mut names = std::collections::HashSet::new();
+        for (i, c) in cfg.iter().enumerate() {
+            let path = format!("consumers[{i}]");
+            if c.name.is_empty() || !names.insert(c.name.as_str()) {
+                return Err((
+                    format!("{path}.name"),
+                    "must be non-empty and unique".into(),
+                ));
+            }
+            let mut models = Vec::new();
+            for (j, m) in c.models.iter().enumerate() {
+                if m.is_empty() || m[..m.len() - 1].contains('*') {
+                    return Err((
+                        format!("{path}.models[{j}]"),
+                        "a model pattern is a name or a prefix ending in `*`".into(),
+                    ));
+                }
+                models.push(ModelPattern::parse(m));
+            }
+            for (j, k) in c.keys.iter().enumerate() {
+                let kpath = format!("{path}.keys[{j}]");
+                let (lookup, salt, digest) = parse_hash(&k.hash).ok_or_else(|| {
+                    (
+                        format!("{kpath}.hash"),
+                        "not a `wk1$…` key hash (make one with `weir hash-key`)".to_string(),
+                    )
+                })?;
+                let expires = match &k.expires {
+                    None => None,
+                    Some(t) => Some(humantime::parse_rfc3339(t).map_err(|e| {
+                        (
+                            format!("{kpath}.expires"),
+                            format!("not an RFC 3339 time: {e}"),
+                        )
+                    })?),
+                };
+                auth.by_lookup.entry(lookup).or_default().push(StoredKey {
+                    consumer: i,
+                    id: k.id.clone(),
+                    salt,
+                    digest,
+                    expires,
+                });
+            }
+            auth.consumers.push(Consumer {
+                name: c.name.clone(),
+                models,
+                routes: c.routes.clone(),
+            });
+        }
+        Ok(auth)
+    }
+
+    pub fn is_on(&self) -> bool {
+        !self.consumers.is_empty()
+    }
+
+    /// The consumer a presented key belongs to, and the key's id.
+    pub fn check(&self, key: Option<&[u8]>, now: SystemTime) -> Result<(&Consumer, &str), Refusal> {
+        let key = key.filter(|k| !k.is_empty()).ok_or(Refusal::Missing)?;
+        let candidates = self
+            .by_lookup
+            .get(&lookup_of(key))
+            .ok_or(Refusal::Invalid)?;
+        for k in candidates {
+            if ct_eq(&salted(&k.salt, key), &k.digest) {
+                if k.expires.is_some_and(|t| now >= t) {
+                    return Err(Refusal::Expired);
+                }
+                let c = self.consumers.get(k.consumer).ok_or(Refusal::Invalid)?;
+                return Ok((c, &k.id));
+            }
+        }
+        Err(Refusal::Invalid)
+    }
+}
+
+fn lookup_of(key: &[u8]) -> u64 {
+    let h = Sha256::digest(key);
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h[..8]);
+    u64::from_be_bytes(b)
+}
+
+fn salted(salt: &[u8; 16], key: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(salt);
+    h.update(key);
+    h.finalize().into()
+}
+
+/// Compares without an early exit, so the time does not tell how much matched.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
+/// The stored form of `key` with the given salt.
+pub fn hash_key(key: &[u8], salt: [u8; 16]) -> String {
+    format!(
+        "wk1${:016x}${}${}",
+        lookup_of(key),
+        hex(&salt),
+        hex(&salted(&salt, key))
+    )
+}
+
+/// `N` bytes from the kernel's CSPRNG; `None` when it is unavailable (keys and salts
+/// are then refused rather than made weak).
+pub fn random_bytes<const N: usize>() -> Option<[u8; N]> {
+    let mut b = [0u8; N];
+    let mut filled = 0;
+    while filled < N {
+        // SAFETY: writes at most `N - filled` bytes into `b[filled..]`.
+        let n = unsafe { libc::getrandom(b.as_mut_ptr().add(filled).cast(), N - filled, 0) };
+        if n <= 0 {
+            return None;
+        }
+        filled += n as usize;
+    }
+    Some(b)
+}
+
+/// A new random API key (`wk-` and 40 base62 characters, 238 bits).
+pub fn new_key() -> Option<String> {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut key = String::from("wk-");
+    while key.len() < 43 {
+        for b in random_bytes::<32>()? {
+            // Rejection sampling keeps the characters uniform.
+            if b < 248 && key.len() < 43 {
+                key.push(ALPHABET[(b % 62) as usize] as char);
+            }
+        }
+    }
+    Some(key)
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+fn parse_hash(s: &str) -> Option<(u64, [u8; 16], [u8; 32])> {
+    let mut parts = s.split('$');
+    if parts.next()? != "wk1" {
+        return None;
+    }
+    let lookup = u64::from_be_bytes(unhex::<8>(parts.next()?)?);
+    let salt = unhex::<16>(parts.next()?)?;
+    let digest = unhex::<32>(parts.next()?)?;
+    parts.next().is_none().then_some((lookup, salt, digest))
+}
+
+/// The credential of a request: `Authorization: Bearer KEY`, else `x-api-key: KEY`.
+pub fn credential<'a>(head: &crate::http::request::RequestHead, buf: &'a [u8]) -> Option<&'a [u8]> {
+    let mut api_key = None;
+    for h in &head.headers {
+        let name = h.name(buf);
+        if name.eq_ignore_ascii_case(b"authorization") {
+            let v = h.value(buf);
+            if v.len() > 7 && v[..7].eq_ignore_ascii_case(b"bearer ") {
+                return Some(crate::http::trim(&v[7..]));
+            }
+        } else if name.eq_ignore_ascii_case(b"x-api-key") {
+            api_key = Some(crate::http::trim(h.value(buf)));
+        }
+    }
+    api_key
+}
+
+/// Whether a request header carries the client's credential (never forwarded when
+/// authentication is on).
+pub fn is_credential_header(name: &[u8]) -> bool {
+    name.eq_ignore_ascii_case(b"authorization") || name.eq_ignore_ascii_case(b"x-api-key")
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use std::time::Duration;
+
+    fn cfg(keys: Vec<KeyConfig>) -> Vec<ConsumerConfig> {
+        vec![ConsumerConfig {
+            name: "team-a".into(),
+            keys,
+            models: vec!["gpt-4o*".into()],
+            routes: vec![],
+        }]
+    }
+
+    #[test]
+    fn keys_verify_rotate_and_expire() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let auth = Auth::compile(&cfg(vec![
+            KeyConfig {
+                id: "old".into(),
+                hash: hash_key(b"sk-old-0123456789", [1; 16]),
+                expires: Some("2020-01-01T00:00:00Z".into()),
+            },
+            KeyConfig {
+                id: "new".into(),
+                hash: hash_key(b"sk-new-0123456789", [2; 16]),
+                expires: None,
+            },
+        ]))
+        .unwrap();
+        let (c, id) = auth.check(Some(b"sk-new-0123456789"), now).unwrap();
+        assert_eq!((c.name.as_str(), id), ("team-a", "new"));
+        assert_eq!(
+            auth.check(Some(b"sk-old-0123456789"), now).unwrap_err(),
+            Refusal::Expired
+        );
+        assert_eq!(
+            auth.check(Some(b"sk-new-012345678"), now).unwrap_err(),
+            Refusal::Invalid
+        );
+        assert_eq!(auth.check(None, now).unwrap_err(), Refusal::Missing);
+        assert_eq!(auth.check(Some(b""), now).unwrap_err(), Refusal::Missing);
+        assert!(c.may_use_model("gpt-4o-mini") && !c.may_use_model("llama"));
+        // The stored form holds no key material in clear.
+        let h = hash_key(b"sk-new-0123456789", [2; 16]);
+        assert!(!h.contains("sk-new") && h.starts_with("wk1$"));
+    }
+
+    #[test]
+    fn bad_hashes_and_times_are_named() {
+        let e = Auth::compile(&cfg(vec![KeyConfig {
+            id: "k".into(),
+            hash: "plain-key".into(),
+            expires: None,
+        }]))
+        .unwrap_err();
+        assert_eq!(e.0, "consumers[0].keys[0].hash");
+        let e = Auth::compile(&cfg(vec![KeyConfig {
+            id: "k".into(),
+            hash: hash_key(b"x", [0; 16]),
+            expires: Some("tomorrow".into()),
+        }]))
+        .unwrap_err();
+        assert_eq!(e.0, "consumers[0].keys[0].expires");
+    }
+}
