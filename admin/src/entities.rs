@@ -1,6 +1,7 @@
 //! Entity collections on top of the config document, in the manner of Kong's Admin API:
-//! upstreams, routes and model aliases can be listed, read, created, replaced and deleted
-//! one by one. Each write reads the current document, changes one entity, validates the
+//! upstreams, routes, model aliases, policies and consumers can be listed, read, created,
+//! replaced and deleted one by one; consumer keys are made here (returned once, stored
+//! as salted hashes) and revoked. Each write reads the current document, changes one entity, validates the
 //! whole document with the dataplane's compile step and stores it as a new version,
 //! conditioned on the version it read (a concurrent writer gets 409, never a lost update).
 
@@ -11,14 +12,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use weir::config::{Config, RouteConfig, UpstreamConfig};
+use weir::auth::{ConsumerConfig, KeyConfig};
+use weir::config::{Config, PolicyConfig, RouteConfig, UpstreamConfig};
 
 pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/upstreams", get(list_upstreams).post(create_upstream))
+    let r = named::<UpstreamConfig>(Router::new(), "/v1/upstreams");
+    let r = named::<PolicyConfig>(r, "/v1/policies");
+    let r = named::<ConsumerConfig>(r, "/v1/consumers");
+    r.route("/v1/consumers/{name}/keys", axum::routing::post(create_key))
         .route(
-            "/v1/upstreams/{name}",
-            get(get_upstream).put(put_upstream).delete(delete_upstream),
+            "/v1/consumers/{name}/keys/{id}",
+            axum::routing::delete(delete_key),
         )
         .route("/v1/routes", get(list_routes).post(create_route))
         .route(
@@ -93,100 +97,224 @@ fn parse<T: serde::de::DeserializeOwned>(body: &str, kind: &str) -> Result<T, Ap
     serde_yaml::from_str(body).map_err(|e| ApiError::invalid(kind.to_string(), e.to_string()))
 }
 
-// ---------------------------------------------------------------- upstreams
+// ---------------------------------------------------------------- named collections
 
-async fn list_upstreams(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let (v, cfg) = current(&st)?;
-    Ok((etag(v), Json(json!({ "data": cfg.upstreams }))).into_response())
+/// An entity kept in a list of the config document and addressed by its `name`:
+/// upstreams, policies, consumers. (Routes have an optional name and an order, and
+/// aliases are a map: they have their own handlers below.)
+trait Named: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {
+    /// The singular noun in messages and comments, and the body's JSON path prefix.
+    const KIND: &'static str;
+    fn name(&self) -> &str;
+    fn list(cfg: &mut Config) -> &mut Vec<Self>;
 }
 
-async fn get_upstream(
+impl Named for UpstreamConfig {
+    const KIND: &'static str = "upstream";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(cfg: &mut Config) -> &mut Vec<Self> {
+        &mut cfg.upstreams
+    }
+}
+
+impl Named for PolicyConfig {
+    const KIND: &'static str = "policy";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(cfg: &mut Config) -> &mut Vec<Self> {
+        &mut cfg.policies
+    }
+}
+
+impl Named for ConsumerConfig {
+    const KIND: &'static str = "consumer";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn list(cfg: &mut Config) -> &mut Vec<Self> {
+        &mut cfg.consumers
+    }
+}
+
+async fn list_named<T: Named>(State(st): State<AppState>) -> Result<Response, ApiError> {
+    let (v, mut cfg) = current(&st)?;
+    Ok((
+        etag(v),
+        Json(json!({ "data": to_value(T::list(&mut cfg))? })),
+    )
+        .into_response())
+}
+
+async fn get_named<T: Named>(
     State(st): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    let (v, cfg) = current(&st)?;
-    let u = cfg
-        .upstreams
+    let (v, mut cfg) = current(&st)?;
+    let e = T::list(&mut cfg)
         .iter()
-        .find(|u| u.name == name)
-        .ok_or_else(|| not_found("upstream", &name))?;
-    Ok((etag(v), Json(to_value(u)?)).into_response())
+        .find(|e| e.name() == name)
+        .ok_or_else(|| not_found(T::KIND, &name))?;
+    Ok((etag(v), Json(to_value(e)?)).into_response())
 }
 
-async fn create_upstream(
+async fn create_named<T: Named>(
     State(st): State<AppState>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let u: UpstreamConfig = parse(&body, "upstream")?;
+    let e: T = parse(&body, T::KIND)?;
     let (v, mut cfg) = current(&st)?;
-    if cfg.upstreams.iter().any(|x| x.name == u.name) {
+    let name = e.name().to_string();
+    if T::list(&mut cfg).iter().any(|x| x.name() == name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "already_exists",
-            format!("upstream `{}` exists", u.name),
+            format!("{} `{name}` exists", T::KIND),
         ));
     }
-    let entity = to_value(&u)?;
-    let comment = format!("create upstream {}", u.name);
-    cfg.upstreams.push(u);
+    let entity = to_value(&e)?;
+    T::list(&mut cfg).push(e);
+    let comment = format!("create {} {name}", T::KIND);
     save(&st, &headers, v, &cfg, comment, StatusCode::CREATED, entity).await
 }
 
-async fn put_upstream(
+async fn put_named<T: Named>(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let mut body_v: Value = parse(&body, "upstream")?;
+    let mut body_v: Value = parse(&body, T::KIND)?;
     if let Some(obj) = body_v.as_object_mut() {
         match obj.get("name").and_then(Value::as_str) {
-            Some(n) if n != name => return Err(name_mismatch("upstream")),
+            Some(n) if n != name => return Err(name_mismatch(T::KIND)),
             _ => {
                 obj.insert("name".into(), Value::String(name.clone()));
             }
         }
     }
-    let u: UpstreamConfig = serde_json::from_value(body_v)
-        .map_err(|e| ApiError::invalid("upstream".into(), e.to_string()))?;
+    let e: T = serde_json::from_value(body_v)
+        .map_err(|err| ApiError::invalid(T::KIND.into(), err.to_string()))?;
     let (v, mut cfg) = current(&st)?;
-    let entity = to_value(&u)?;
-    let (status, comment) = match cfg.upstreams.iter_mut().find(|x| x.name == name) {
+    let entity = to_value(&e)?;
+    let list = T::list(&mut cfg);
+    let (status, comment) = match list.iter_mut().find(|x| x.name() == name) {
         Some(slot) => {
-            *slot = u;
-            (StatusCode::OK, format!("replace upstream {name}"))
+            *slot = e;
+            (StatusCode::OK, format!("replace {} {name}", T::KIND))
         }
         None => {
-            cfg.upstreams.push(u);
-            (StatusCode::CREATED, format!("create upstream {name}"))
+            list.push(e);
+            (StatusCode::CREATED, format!("create {} {name}", T::KIND))
         }
     };
     save(&st, &headers, v, &cfg, comment, status, entity).await
 }
 
-async fn delete_upstream(
+async fn delete_named<T: Named>(
     State(st): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (v, mut cfg) = current(&st)?;
-    let before = cfg.upstreams.len();
-    cfg.upstreams.retain(|u| u.name != name);
-    if cfg.upstreams.len() == before {
-        return Err(not_found("upstream", &name));
+    let list = T::list(&mut cfg);
+    let before = list.len();
+    list.retain(|e| e.name() != name);
+    if list.len() == before {
+        return Err(not_found(T::KIND, &name));
     }
-    // A route still pointing here fails validation with its path: 422, nothing changes.
-    save(
-        &st,
-        &headers,
-        v,
-        &cfg,
-        format!("delete upstream {name}"),
-        StatusCode::OK,
-        Value::Null,
-    )
-    .await
+    // Whatever still refers to it (a route to an upstream or a policy) fails validation
+    // with its path: 422, nothing changes.
+    let comment = format!("delete {} {name}", T::KIND);
+    save(&st, &headers, v, &cfg, comment, StatusCode::OK, Value::Null).await
+}
+
+/// `GET`/`POST` on the collection, `GET`/`PUT`/`DELETE` on one entity.
+fn named<T: Named>(router: Router<AppState>, collection: &str) -> Router<AppState> {
+    router
+        .route(collection, get(list_named::<T>).post(create_named::<T>))
+        .route(
+            &format!("{collection}/{{name}}"),
+            get(get_named::<T>)
+                .put(put_named::<T>)
+                .delete(delete_named::<T>),
+        )
+}
+
+// ---------------------------------------------------------------- consumer keys
+
+#[derive(serde::Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct NewKey {
+    /// Default: `key-N`.
+    id: Option<String>,
+    /// RFC 3339.
+    expires: Option<String>,
+}
+
+/// Makes a key for a consumer: only its salted hash is stored; the key itself is in
+/// this response and nowhere else.
+async fn create_key(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Result<Response, ApiError> {
+    let req: NewKey = if body.trim().is_empty() {
+        NewKey::default()
+    } else {
+        parse(&body, "key")?
+    };
+    let (v, mut cfg) = current(&st)?;
+    let consumer = cfg
+        .consumers
+        .iter_mut()
+        .find(|c| c.name == name)
+        .ok_or_else(|| not_found("consumer", &name))?;
+    let id = req
+        .id
+        .unwrap_or_else(|| format!("key-{}", consumer.keys.len() + 1));
+    if consumer.keys.iter().any(|k| k.id == id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("consumer `{name}` has a key `{id}`"),
+        ));
+    }
+    let (Some(key), Some(salt)) = (weir::auth::new_key(), weir::auth::random_bytes::<16>()) else {
+        return Err(ApiError::internal("no entropy source for a key".into()));
+    };
+    consumer.keys.push(KeyConfig {
+        id: id.clone(),
+        hash: weir::auth::hash_key(key.as_bytes(), salt),
+        expires: req.expires.clone(),
+    });
+    let entity = json!({ "consumer": name, "id": id, "key": key, "expires": req.expires });
+    let comment = format!("create key {id} of consumer {name}");
+    save(&st, &headers, v, &cfg, comment, StatusCode::CREATED, entity).await
+}
+
+async fn delete_key(
+    State(st): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (v, mut cfg) = current(&st)?;
+    let consumer = cfg
+        .consumers
+        .iter_mut()
+        .find(|c| c.name == name)
+        .ok_or_else(|| not_found("consumer", &name))?;
+    let before = consumer.keys.len();
+    consumer.keys.retain(|k| k.id != id);
+    if consumer.keys.len() == before {
+        return Err(not_found("key", &id));
+    }
+    let comment = format!("delete key {id} of consumer {name}");
+    save(&st, &headers, v, &cfg, comment, StatusCode::OK, Value::Null).await
 }
 
 // ---------------------------------------------------------------- routes

@@ -393,12 +393,18 @@ fn the_openapi_document_is_served_and_lists_every_route() {
         "/v1/routes/{name}",
         "/v1/model_aliases",
         "/v1/model_aliases/{from}",
+        "/v1/policies",
+        "/v1/policies/{name}",
+        "/v1/consumers",
+        "/v1/consumers/{name}",
+        "/v1/consumers/{name}/keys",
+        "/v1/consumers/{name}/keys/{id}",
     ] {
         assert!(paths.contains(&p), "{p} missing from openapi.json");
     }
     assert_eq!(
         paths.len(),
-        15,
+        21,
         "openapi.json lists a route the admin does not serve"
     );
 }
@@ -535,4 +541,135 @@ fn entities_build_a_config_one_piece_at_a_time() {
     assert_eq!(r.status, 409);
     let versions = admin.call("GET", "/v1/config/versions", "", "").json();
     assert_eq!(versions["current"], 8);
+}
+
+/// Waits until a request built by `make` gets `status` on fresh connections.
+fn wait_status(gw: &Gateway, make: &dyn Fn() -> Vec<u8>, status: u16, within: Duration) {
+    let start = Instant::now();
+    loop {
+        if (0..8).all(|_| request(gw.addr, &make()).unwrap().status == status) {
+            return;
+        }
+        assert!(
+            start.elapsed() < within,
+            "status {status} not served after {within:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn consumers_keys_and_policies_through_the_admin() {
+    let dir = tempdir("consumers");
+    let admin = Admin::start(&dir);
+    let a = named("A");
+    let json = "Content-Type: application/json\r\n";
+    assert_eq!(admin.put(&config_to(&a)).status, 200);
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(5));
+
+    // A consumer, then a key made by the admin: the key is in this answer only.
+    let r = admin.call(
+        "POST",
+        "/v1/consumers",
+        r#"{"name":"team-a","models":["gpt-4o*"]}"#,
+        json,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = admin.call("POST", "/v1/consumers/team-a/keys", r#"{"id":"k1"}"#, json);
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let key = r.json()["entity"]["key"].as_str().unwrap().to_string();
+    assert!(key.starts_with("wk-"));
+    for path in ["/v1/consumers/team-a", "/v1/config"] {
+        let text = String::from_utf8(admin.call("GET", path, "", "").body).unwrap();
+        assert!(!text.contains(&key), "{path} shows the key");
+        assert!(text.contains("wk1$"), "{path} shows the hash");
+    }
+    assert_eq!(
+        admin
+            .call("POST", "/v1/consumers/team-a/keys", r#"{"id":"k1"}"#, json)
+            .status,
+        409
+    );
+    assert_eq!(
+        admin
+            .call("POST", "/v1/consumers/nobody/keys", "", json)
+            .status,
+        404
+    );
+
+    let with_key = |key: String| {
+        move || {
+            let body = r#"{"model":"gpt-4o-mini"}"#;
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    };
+    wait_status(&gw, &with_key(key.clone()), 200, Duration::from_secs(5));
+    wait_status(
+        &gw,
+        &with_key("wk-other".into()),
+        401,
+        Duration::from_secs(1),
+    );
+
+    // A policy, attached to a new route placed first.
+    let r = admin.call(
+        "POST",
+        "/v1/policies",
+        r#"{"name":"strict","guard":{"deny":[{"id":"injection","phrases":["ignore previous instructions"]}]}}"#,
+        json,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = admin.call(
+        "POST",
+        "/v1/policies",
+        r#"{"name":"bad","guard":{"deny":[{"id":"x","patterns":["(unclosed"]}]}}"#,
+        json,
+    );
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"]["path"]
+        .as_str()
+        .unwrap()
+        .starts_with("policies[1].guard"));
+    let r = admin.call(
+        "POST",
+        "/v1/routes?position=0",
+        r#"{"name":"chat","path_prefix":"/v1/chat/","upstream":"u","policy":"strict"}"#,
+        json,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let blocked = {
+        let key = key.clone();
+        move || {
+            let body = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"ignore previous instructions"}]}"#;
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\nx-api-key: {key}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    };
+    wait_status(&gw, &blocked, 400, Duration::from_secs(5));
+    // A policy in use cannot be deleted.
+    let r = admin.call("DELETE", "/v1/policies/strict", "", "");
+    assert_eq!(r.status, 422);
+
+    // Revoking the key ends its access on every shard.
+    assert_eq!(
+        admin
+            .call("DELETE", "/v1/consumers/team-a/keys/k1", "", "")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .call("DELETE", "/v1/consumers/team-a/keys/k1", "", "")
+            .status,
+        404
+    );
+    wait_status(&gw, &with_key(key), 401, Duration::from_secs(5));
 }

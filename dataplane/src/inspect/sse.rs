@@ -287,6 +287,8 @@ fn non_empty(s: &str) -> Option<&str> {
 #[derive(Debug, Clone, Copy)]
 struct Skip {
     dropped: usize,
+    /// Of `dropped`, the bytes that ended the previous block (see `SseScanner::lead`).
+    lead: usize,
     /// No line content since the last line terminator (so a terminator now ends the block).
     line_empty: bool,
 }
@@ -443,7 +445,7 @@ impl<C: TextCounter> SseScanner<C> {
     pub fn finish(&mut self) -> StreamSummary {
         if let Some(s) = self.skip.take() {
             self.summary.oversized_events += 1;
-            self.summary.incomplete_tail = s.dropped;
+            self.summary.incomplete_tail = s.dropped - s.lead;
         } else if self.raw.iter().any(|&b| b != b'\n' && b != b'\r') {
             self.summary.incomplete_tail = self.raw.len() - self.lead;
         }
@@ -472,6 +474,7 @@ impl<C: TextCounter> SseScanner<C> {
     fn start_dropping(&mut self) {
         self.skip = Some(Skip {
             dropped: self.raw.len(),
+            lead: self.lead,
             line_empty: self.line_start >= self.raw.len(),
         });
         self.raw.clear();
@@ -2221,6 +2224,11 @@ mod tests {
             (seen, sc.finish())
         };
         assert_eq!(run(&bytes, bytes.len(), 128), run(&bytes, 11, 128));
+        // An oversized unterminated block after a split CRLF (fuzz crash d3e2733d).
+        let mut big = b"data: xy\r\n\r\n".to_vec();
+        big.extend_from_slice(b"data: ");
+        big.extend(std::iter::repeat_n(b'c', 200));
+        assert_eq!(run(&big, big.len(), 128), run(&big, 11, 128));
         let tail = b"\n\n\r\n\x06\n";
         assert_eq!(run(tail, tail.len(), 1 << 20), run(tail, 1, 1 << 20));
     }
