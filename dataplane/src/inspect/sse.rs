@@ -353,8 +353,9 @@ impl<C: TextCounter> SseScanner<C> {
         }
     }
 
-    /// Bounds one block's raw size (line terminators included); larger blocks are
-    /// dropped and reported as `EventKind::Oversized`.
+    /// Bounds one block's size, each line terminator counted as one byte (so a block's
+    /// raw may be larger by its `\r\n` count); larger blocks are dropped and reported
+    /// as `EventKind::Oversized`.
     pub fn set_max_event_bytes(&mut self, max: usize) {
         self.max_event_bytes = max;
     }
@@ -411,7 +412,10 @@ impl<C: TextCounter> SseScanner<C> {
                     _ => (i + 1, Some(i), false),
                 },
             };
-            if (self.raw.len() - self.lead).saturating_add(piece_len) > self.max_event_bytes {
+            // A line terminator counts as one byte whatever its form: a `\r\n` split
+            // across feeds is then counted the same as one that arrives whole.
+            let counted = line_len.map_or(piece_len, |l| l + 1);
+            if (self.raw.len() - self.lead).saturating_add(counted) > self.max_event_bytes {
                 self.start_dropping();
                 continue;
             }
@@ -2229,6 +2233,9 @@ mod tests {
         big.extend_from_slice(b"data: ");
         big.extend(std::iter::repeat_n(b'c', 200));
         assert_eq!(run(&big, big.len(), 128), run(&big, 11, 128));
+        // A CRLF blank line right at the limit (fuzz crash, max 16).
+        let edge = b"1*ret\xff\xff\xff\xff\xff\xff\xff\xffc\r\r\n";
+        assert_eq!(run(edge, edge.len(), 16), run(edge, 1, 16));
         let tail = b"\n\n\r\n\x06\n";
         assert_eq!(run(tail, tail.len(), 1 << 20), run(tail, 1, 1 << 20));
     }
