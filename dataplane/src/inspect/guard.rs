@@ -4,12 +4,18 @@
 //! A text is refused when a deny rule matches it and no allow rule matches an
 //! overlapping span: allow rules carve out exceptions ("how do I detect 'ignore previous
 //! instructions' attacks") rather than list required topics. Phrases are matched with
-//! one aho-corasick automaton (ASCII case folding; LeftmostFirst, which measured ~30x
-//! faster than the Standard match kind here); regexes with one `RegexSet`, Unicode
-//! case-insensitive. Phrases match literally, whitespace included: use a regex such as
+//! one aho-corasick automaton per list (LeftmostFirst, which measured ~30x faster than
+//! the Standard match kind here) over an ASCII-lowercased copy of the text; regexes
+//! with one `RegexSet`, Unicode case-insensitive. Phrases match literally, whitespace included: use a regex such as
 //! `ignore\s+(all\s+)?previous\s+instructions` to tolerate spacing tricks.
 
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use std::cell::RefCell;
+
+thread_local! {
+    /// The text, ASCII-lowercased, for the phrase automaton (same offsets as the text).
+    static LOWER: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 use regex::{Regex, RegexSet, RegexSetBuilder};
 use serde::{Deserialize, Serialize};
 
@@ -81,7 +87,7 @@ impl Matcher {
                 return Err(GuardError::Empty { list, rule: r });
             }
             for p in rule.phrases.iter().filter(|p| !p.is_empty()) {
-                phrases.push(p.as_str());
+                phrases.push(p.to_ascii_lowercase());
                 m.phrase_rule.push(r);
             }
             for (i, p) in rule.patterns.iter().enumerate() {
@@ -100,9 +106,10 @@ impl Matcher {
             }
         }
         if !phrases.is_empty() {
+            // Case-sensitive over lowercased text: aho-corasick's own ASCII case folding
+            // loses its prefilter and measured 8x slower here (0.45 vs 3.6 GB/s).
             m.phrases = Some(
                 AhoCorasickBuilder::new()
-                    .ascii_case_insensitive(true)
                     .match_kind(MatchKind::LeftmostFirst)
                     .build(&phrases)
                     .map_err(|e| GuardError::Phrases(e.to_string()))?,
@@ -122,11 +129,15 @@ impl Matcher {
     /// Matches as (start, end, rule).
     fn find(&self, text: &str, out: &mut Vec<(usize, usize, usize)>) {
         if let Some(ac) = &self.phrases {
-            for m in ac.find_iter(text) {
-                if let Some(&rule) = self.phrase_rule.get(m.pattern().as_usize()) {
-                    out.push((m.start(), m.end(), rule));
+            LOWER.with_borrow_mut(|lower| {
+                lower.clear();
+                lower.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                for m in ac.find_iter(&lower[..]) {
+                    if let Some(&rule) = self.phrase_rule.get(m.pattern().as_usize()) {
+                        out.push((m.start(), m.end(), rule));
+                    }
                 }
-            }
+            });
         }
         if let Some(set) = &self.set {
             for i in set.matches(text).iter() {
