@@ -57,7 +57,8 @@ pub struct Tap {
     mode: Mode,
     plan: Plan,
     started: Instant,
-    scanner: SseScanner<StreamCounter>,
+    /// Made only for SSE answers, so a request without a policy or log pays nothing.
+    scanner: Option<Box<SseScanner<StreamCounter>>>,
     json: Vec<u8>,
     json_overflow: bool,
     /// Per choice (or content block) index: its redactor and its last text event.
@@ -82,12 +83,11 @@ struct ChoiceStream {
 
 impl Tap {
     pub fn new(plan: Plan, started: Instant) -> Tap {
-        let family = plan.family;
         Tap {
             mode: Mode::Off,
             plan,
             started,
-            scanner: SseScanner::with_counter(StreamCounter(family)),
+            scanner: None,
             json: Vec::new(),
             json_overflow: false,
             streams: Vec::new(),
@@ -114,6 +114,11 @@ impl Tap {
             (_, false, true) if self.plan.observe || redact => Mode::ObserveJson,
             _ => Mode::Off,
         };
+        if matches!(self.mode, Mode::ObserveSse | Mode::RewriteSse) {
+            self.scanner = Some(Box::new(SseScanner::with_counter(StreamCounter(
+                self.plan.family,
+            ))));
+        }
     }
 
     pub fn is_on(&self) -> bool {
@@ -137,7 +142,10 @@ impl Tap {
             Mode::ObserveSse => {
                 let started = self.started;
                 let first = &mut self.first_token_us;
-                self.scanner.feed(data, |ev| {
+                let Some(scanner) = &mut self.scanner else {
+                    return;
+                };
+                scanner.feed(data, |ev| {
                     if first.is_none() && ev.deltas().next().is_some() {
                         *first = Some(started.elapsed().as_micros() as u64);
                     }
@@ -175,14 +183,17 @@ impl Tap {
         };
         let started = self.started;
         let Tap {
-            scanner,
+            scanner: Some(scanner),
             streams,
             counts,
             blocked,
             first_token_us,
             text,
             ..
-        } = self;
+        } = self
+        else {
+            return Flow::Continue;
+        };
         scanner.feed(data, |ev| {
             if blocked.is_some() {
                 return;
@@ -249,9 +260,9 @@ impl Tap {
                 for s in streams.iter() {
                     counts.merge(&s.redactor.counts());
                 }
-                self.summary = Some(self.scanner.finish());
+                self.summary = self.scanner.as_mut().map(|s| s.finish());
             }
-            Mode::ObserveSse => self.summary = Some(self.scanner.finish()),
+            Mode::ObserveSse => self.summary = self.scanner.as_mut().map(|s| s.finish()),
             Mode::RewriteJson => return self.rewrite_json(out),
             _ => {}
         }
