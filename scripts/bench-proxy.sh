@@ -6,6 +6,11 @@
 #
 #   scripts/bench-proxy.sh                   # 3 rounds x 10 s per cell
 #   ROUNDS=5 DURATION=15 CONNS=32 scripts/bench-proxy.sh
+#   TARGETS="direct nginx weir weir-full" scripts/bench-proxy.sh
+#
+# `weir-full` is Weir with everything a platform turns on: an API key checked per
+# request, a policy with a prompt guard and request PII redaction on the route, the
+# access log written to a file, and Prometheus metrics on a status port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -85,6 +90,31 @@ taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$MOCK_ADDR" --l
 PIDS+=($!); WEIR_PID=$!
 for _ in $(seq 1 100); do grep -q "listening on" "$WEIR_LOG" && break; sleep 0.05; done
 WEIR_ADDR="$(grep -o 'http://[0-9.:]*' "$WEIR_LOG" | head -1 | sed 's|http://||')"
+
+# ---- weir with auth, policy, access log and metrics, one shard, on the proxy core
+BENCH_KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
+KEY_HASH="$(echo "$BENCH_KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
+cat > "$WORK/weir-full.yaml" <<CONF
+listeners: ["127.0.0.1:0"]
+upstreams: [{name: mock, targets: ["http://$MOCK_ADDR"]}]
+routes: [{name: chat, path_prefix: /, upstream: mock, policy: standard}]
+policies:
+  - name: standard
+    guard:
+      deny: [{id: injection, phrases: ["ignore previous instructions", "reveal your system prompt"]}]
+    redact:
+      request: {kinds: {email: mask, phone: mask, card: block, ssn: block, secret_key: block}}
+consumers:
+  - name: bench
+    keys: [{id: k1, hash: "$KEY_HASH"}]
+CONF
+FULL_LOG="$WORK/weir-full.log"
+taskset -c "$PROXY_CPU" ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
+  --access-log "$WORK/access.jsonl" --status-listen 127.0.0.1:0 >"$FULL_LOG" 2>&1 &
+PIDS+=($!); FULL_PID=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$FULL_LOG" && break; sleep 0.05; done
+FULL_ADDR="$(grep -o 'listening on http://[0-9.:]*' "$FULL_LOG" | head -1 | sed 's|.*http://||')"
+export WRK_AUTH="Bearer $BENCH_KEY"
 sleep 0.5
 
 url_for() {
@@ -92,6 +122,7 @@ url_for() {
     direct) echo "http://$MOCK_ADDR/v1/chat/completions" ;;
     nginx) echo "http://127.0.0.1:$NGINX_PORT/v1/chat/completions" ;;
     weir) echo "http://$WEIR_ADDR/v1/chat/completions" ;;
+    weir-full) echo "http://$FULL_ADDR/v1/chat/completions" ;;
   esac
 }
 pid_for() {
@@ -99,6 +130,7 @@ pid_for() {
     direct) echo "$MOCK_PID" ;;
     nginx) echo "$NGINX_PID" ;;
     weir) echo "$WEIR_PID" ;;
+    weir-full) echo "$FULL_PID" ;;
   esac
 }
 
@@ -107,11 +139,15 @@ pid_for() {
   echo "taskset -c $LOAD_CPU weir-loadtest mock --listen 127.0.0.1:0"
   echo "taskset -c $PROXY_CPU nginx -p WORK -c nginx.conf   # 1 worker, keepalive 64, proxy_buffering off"
   echo "taskset -c $PROXY_CPU weir --upstream http://MOCK --listen 127.0.0.1:0 --shards 1"
+  echo "taskset -c $PROXY_CPU weir --config weir-full.yaml --shards 1 --access-log FILE --status-listen 127.0.0.1:0   # weir-full"
   echo "taskset -c $LOAD_CPU wrk -t1 -c$CONNS -d${DURATION}s --latency -s scripts/wrk/SCENARIO.lua URL"
   echo "rounds: $ROUNDS, interleaved: $TARGETS; scenarios: $SCENARIOS"
   echo
   echo "# nginx.conf"
   cat "$WORK/nginx/nginx.conf"
+  echo
+  echo "# weir-full.yaml (every wrk request carries Authorization: Bearer KEY)"
+  cat "$WORK/weir-full.yaml"
 } > "$OUT_DIR/commands.txt"
 
 CLK_TCK="$(getconf CLK_TCK)"
@@ -167,7 +203,7 @@ for scen in sorted({k[0] for k in cells}):
               "|---|---|---|---|---|---|---|---|"]
     d = cells.get((scen, "direct"))
     n = cells.get((scen, "nginx"))
-    for tgt in ["direct", "nginx", "weir"]:
+    for tgt in ["direct", "nginx", "weir", "weir-full"]:
         rs = cells.get((scen, tgt))
         if not rs:
             continue

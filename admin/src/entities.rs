@@ -106,13 +106,58 @@ trait Named: serde::Serialize + serde::de::DeserializeOwned + Send + 'static {
     /// The singular noun in messages and comments, and the body's JSON path prefix.
     const KIND: &'static str;
     fn name(&self) -> &str;
+    fn id_mut(&mut self) -> &mut Option<String>;
+    fn id(&self) -> Option<&str>;
     fn list(cfg: &mut Config) -> &mut Vec<Self>;
+    /// Whether `key` (from a path) is this entity's name or id.
+    fn is(&self, key: &str) -> bool {
+        self.name() == key || self.id() == Some(key)
+    }
+}
+
+/// A new entity id: a random (version 4) UUID.
+fn new_id() -> Result<String, ApiError> {
+    let mut b = weir::auth::random_bytes::<16>()
+        .ok_or_else(|| ApiError::internal("no entropy source for an id".into()))?;
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    Ok(format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    ))
+}
+
+/// Gives `id` a fresh value unless the body chose one; refuses one already in use.
+fn assign_id(id: &mut Option<String>, mut taken: impl FnMut(&str) -> bool) -> Result<(), ApiError> {
+    match id {
+        Some(i) if taken(i) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "already_exists",
+            format!("id `{i}` is in use"),
+        )),
+        Some(_) => Ok(()),
+        None => {
+            *id = Some(new_id()?);
+            Ok(())
+        }
+    }
 }
 
 impl Named for UpstreamConfig {
     const KIND: &'static str = "upstream";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.id
     }
     fn list(cfg: &mut Config) -> &mut Vec<Self> {
         &mut cfg.upstreams
@@ -124,6 +169,12 @@ impl Named for PolicyConfig {
     fn name(&self) -> &str {
         &self.name
     }
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.id
+    }
     fn list(cfg: &mut Config) -> &mut Vec<Self> {
         &mut cfg.policies
     }
@@ -133,6 +184,12 @@ impl Named for ConsumerConfig {
     const KIND: &'static str = "consumer";
     fn name(&self) -> &str {
         &self.name
+    }
+    fn id(&self) -> Option<&str> {
+        self.id.as_deref()
+    }
+    fn id_mut(&mut self) -> &mut Option<String> {
+        &mut self.id
     }
     fn list(cfg: &mut Config) -> &mut Vec<Self> {
         &mut cfg.consumers
@@ -155,7 +212,7 @@ async fn get_named<T: Named>(
     let (v, mut cfg) = current(&st)?;
     let e = T::list(&mut cfg)
         .iter()
-        .find(|e| e.name() == name)
+        .find(|e| e.is(&name))
         .ok_or_else(|| not_found(T::KIND, &name))?;
     Ok((etag(v), Json(to_value(e)?)).into_response())
 }
@@ -165,9 +222,10 @@ async fn create_named<T: Named>(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let e: T = parse(&body, T::KIND)?;
+    let mut e: T = parse(&body, T::KIND)?;
     let (v, mut cfg) = current(&st)?;
     let name = e.name().to_string();
+    assign_id(e.id_mut(), |i| T::list(&mut cfg).iter().any(|x| x.is(i)))?;
     if T::list(&mut cfg).iter().any(|x| x.name() == name) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -183,34 +241,60 @@ async fn create_named<T: Named>(
 
 async fn put_named<T: Named>(
     State(st): State<AppState>,
-    Path(name): Path<String>,
+    Path(key): Path<String>,
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
     let mut body_v: Value = parse(&body, T::KIND)?;
+    let (v, mut cfg) = current(&st)?;
+    let existing = T::list(&mut cfg).iter().position(|x| x.is(&key));
+    // The entity keeps its name and id: the path names it (by either), the body may
+    // repeat them but not change them.
+    let (name, id) = match existing.and_then(|i| T::list(&mut cfg).get(i)) {
+        Some(x) => (x.name().to_string(), x.id().map(str::to_string)),
+        None => (key.clone(), None),
+    };
     if let Some(obj) = body_v.as_object_mut() {
-        match obj.get("name").and_then(Value::as_str) {
-            Some(n) if n != name => return Err(name_mismatch(T::KIND)),
-            _ => {
-                obj.insert("name".into(), Value::String(name.clone()));
+        if obj
+            .get("name")
+            .and_then(Value::as_str)
+            .is_some_and(|n| n != name)
+        {
+            return Err(name_mismatch(T::KIND));
+        }
+        obj.insert("name".into(), Value::String(name.clone()));
+        match (obj.get("id").and_then(Value::as_str), &id) {
+            (Some(b), Some(i)) if b != i => {
+                return Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "id_mismatch",
+                    format!("the {}'s `id` cannot change", T::KIND),
+                ))
             }
+            (_, Some(i)) => {
+                obj.insert("id".into(), Value::String(i.clone()));
+            }
+            _ => {}
         }
     }
-    let e: T = serde_json::from_value(body_v)
+    let mut e: T = serde_json::from_value(body_v)
         .map_err(|err| ApiError::invalid(T::KIND.into(), err.to_string()))?;
-    let (v, mut cfg) = current(&st)?;
-    let entity = to_value(&e)?;
-    let list = T::list(&mut cfg);
-    let (status, comment) = match list.iter_mut().find(|x| x.name() == name) {
-        Some(slot) => {
-            *slot = e;
-            (StatusCode::OK, format!("replace {} {name}", T::KIND))
+    let (status, comment) = match existing {
+        Some(i) => {
+            let entity = to_value(&e)?;
+            if let Some(slot) = T::list(&mut cfg).get_mut(i) {
+                *slot = e;
+            }
+            let comment = format!("replace {} {name}", T::KIND);
+            return save(&st, &headers, v, &cfg, comment, StatusCode::OK, entity).await;
         }
         None => {
-            list.push(e);
+            assign_id(e.id_mut(), |i| T::list(&mut cfg).iter().any(|x| x.is(i)))?;
             (StatusCode::CREATED, format!("create {} {name}", T::KIND))
         }
     };
+    let entity = to_value(&e)?;
+    T::list(&mut cfg).push(e);
     save(&st, &headers, v, &cfg, comment, status, entity).await
 }
 
@@ -222,7 +306,7 @@ async fn delete_named<T: Named>(
     let (v, mut cfg) = current(&st)?;
     let list = T::list(&mut cfg);
     let before = list.len();
-    list.retain(|e| e.name() != name);
+    list.retain(|e| !e.is(&name));
     if list.len() == before {
         return Err(not_found(T::KIND, &name));
     }
@@ -272,7 +356,7 @@ async fn create_key(
     let consumer = cfg
         .consumers
         .iter_mut()
-        .find(|c| c.name == name)
+        .find(|c| c.is(&name))
         .ok_or_else(|| not_found("consumer", &name))?;
     let id = req
         .id
@@ -306,7 +390,7 @@ async fn delete_key(
     let consumer = cfg
         .consumers
         .iter_mut()
-        .find(|c| c.name == name)
+        .find(|c| c.is(&name))
         .ok_or_else(|| not_found("consumer", &name))?;
     let before = consumer.keys.len();
     consumer.keys.retain(|k| k.id != id);
@@ -329,6 +413,11 @@ fn route_name(r: &RouteConfig) -> Option<&str> {
     r.name.as_deref()
 }
 
+/// Whether `key` (from a path) is the route's name or id.
+fn route_is(r: &RouteConfig, key: &str) -> bool {
+    route_name(r) == Some(key) || r.id.as_deref() == Some(key)
+}
+
 async fn list_routes(State(st): State<AppState>) -> Result<Response, ApiError> {
     let (v, cfg) = current(&st)?;
     Ok((etag(v), Json(json!({ "data": cfg.routes }))).into_response())
@@ -342,7 +431,7 @@ async fn get_route(
     let r = cfg
         .routes
         .iter()
-        .find(|r| route_name(r) == Some(&name))
+        .find(|r| route_is(r, &name))
         .ok_or_else(|| not_found("route", &name))?;
     Ok((etag(v), Json(to_value(r)?)).into_response())
 }
@@ -353,7 +442,7 @@ async fn create_route(
     headers: HeaderMap,
     body: String,
 ) -> Result<Response, ApiError> {
-    let r: RouteConfig = parse(&body, "route")?;
+    let mut r: RouteConfig = parse(&body, "route")?;
     let Some(name) = r.name.clone() else {
         return Err(ApiError::invalid(
             "route.name".into(),
@@ -361,6 +450,7 @@ async fn create_route(
         ));
     };
     let (v, mut cfg) = current(&st)?;
+    assign_id(&mut r.id, |i| cfg.routes.iter().any(|x| route_is(x, i)))?;
     if cfg.routes.iter().any(|x| route_name(x) == Some(&name)) {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -393,13 +483,29 @@ async fn put_route(
     body: String,
 ) -> Result<Response, ApiError> {
     let mut r: RouteConfig = parse(&body, "route")?;
+    let (v, mut cfg) = current(&st)?;
+    let existing = cfg.routes.iter().position(|x| route_is(x, &name));
+    let (name, id) = match existing.and_then(|i| cfg.routes.get(i)) {
+        Some(x) => (route_name(x).unwrap_or(&name).to_string(), x.id.clone()),
+        None => (name, None),
+    };
     match r.name.as_deref() {
         Some(n) if n != name => return Err(name_mismatch("route")),
         _ => r.name = Some(name.clone()),
     }
-    let (v, mut cfg) = current(&st)?;
+    if id.is_some() && r.id.is_some() && r.id != id {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "id_mismatch",
+            "the route's `id` cannot change".to_string(),
+        ));
+    }
+    match id {
+        Some(i) => r.id = Some(i),
+        None => assign_id(&mut r.id, |i| cfg.routes.iter().any(|x| route_is(x, i)))?,
+    }
     let entity = to_value(&r)?;
-    let (status, comment) = match cfg.routes.iter_mut().find(|x| route_name(x) == Some(&name)) {
+    let (status, comment) = match existing.and_then(|i| cfg.routes.get_mut(i)) {
         Some(slot) => {
             *slot = r;
             (StatusCode::OK, format!("replace route {name}"))
@@ -419,7 +525,7 @@ async fn delete_route(
 ) -> Result<Response, ApiError> {
     let (v, mut cfg) = current(&st)?;
     let before = cfg.routes.len();
-    cfg.routes.retain(|r| route_name(r) != Some(&name));
+    cfg.routes.retain(|r| !route_is(r, &name));
     if cfg.routes.len() == before {
         return Err(not_found("route", &name));
     }

@@ -673,3 +673,74 @@ fn consumers_keys_and_policies_through_the_admin() {
     );
     wait_status(&gw, &with_key(key), 401, Duration::from_secs(5));
 }
+
+#[test]
+fn entities_have_stable_ids_and_answer_to_them() {
+    let dir = tempdir("ids");
+    let admin = Admin::start(&dir);
+    let json = "Content-Type: application/json\r\n";
+    let r = admin.call(
+        "POST",
+        "/v1/upstreams",
+        r#"{"name":"a","targets":["127.0.0.1:9"]}"#,
+        json,
+    );
+    assert_eq!(r.status, 201);
+    let id = r.json()["entity"]["id"].as_str().unwrap().to_string();
+    assert_eq!(id.len(), 36, "{id}");
+    assert_eq!(
+        admin
+            .call("GET", &format!("/v1/upstreams/{id}"), "", "")
+            .json()["name"],
+        "a"
+    );
+    // A replace by id keeps the name and the id; the id cannot change.
+    let r = admin.call(
+        "PUT",
+        &format!("/v1/upstreams/{id}"),
+        r#"{"targets":["127.0.0.1:10"]}"#,
+        json,
+    );
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["entity"]["id"], id.as_str());
+    assert_eq!(r.json()["entity"]["name"], "a");
+    let r = admin.call(
+        "PUT",
+        "/v1/upstreams/a",
+        r#"{"id":"other","targets":["127.0.0.1:10"]}"#,
+        json,
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["code"], "id_mismatch");
+    // Routes and consumers get ids too; ids are unique.
+    let r = admin.call("POST", "/v1/routes", r#"{"name":"r","upstream":"a"}"#, json);
+    assert_eq!(r.status, 201);
+    let rid = r.json()["entity"]["id"].as_str().unwrap().to_string();
+    assert_ne!(rid, id);
+    assert_eq!(
+        admin
+            .call("GET", &format!("/v1/routes/{rid}"), "", "")
+            .json()["name"],
+        "r"
+    );
+    let r = admin.call(
+        "POST",
+        "/v1/upstreams",
+        &format!(r#"{{"id":"{id}","name":"b","targets":["127.0.0.1:9"]}}"#),
+        json,
+    );
+    assert_eq!(r.status, 409, "an id in use");
+    assert_eq!(
+        admin
+            .call("DELETE", &format!("/v1/routes/{rid}"), "", "")
+            .status,
+        200
+    );
+    assert_eq!(
+        admin
+            .call("DELETE", &format!("/v1/upstreams/{id}"), "", "")
+            .status,
+        200
+    );
+    assert_eq!(admin.call("GET", "/v1/upstreams/a", "", "").status, 404);
+}

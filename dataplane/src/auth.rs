@@ -18,6 +18,9 @@ use std::time::SystemTime;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
+    /// A stable identifier the admin assigns at creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub name: String,
     #[serde(default)]
     pub keys: Vec<KeyConfig>,
@@ -280,6 +283,7 @@ mod tests {
 
     fn cfg(keys: Vec<KeyConfig>) -> Vec<ConsumerConfig> {
         vec![ConsumerConfig {
+            id: None,
             name: "team-a".into(),
             keys,
             models: vec!["gpt-4o*".into()],

@@ -66,6 +66,10 @@ pub struct Config {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyConfig {
+    /// A stable identifier the admin assigns at creation (entities are addressed by
+    /// `name` or `id`); absent in hand-written files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub name: String,
     /// Deny/allow lists matched against message text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -178,6 +182,10 @@ impl Default for ClientTimeouts {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamConfig {
+    /// A stable identifier the admin assigns at creation (entities are addressed by
+    /// `name` or `id`); absent in hand-written files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     pub name: String,
     /// `host:port` or `http://host:port`.
     pub targets: Vec<String>,
@@ -237,6 +245,10 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
+    /// A stable identifier the admin assigns at creation (entities are addressed by
+    /// `name` or `id`); absent in hand-written files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default = "default_prefix")]
@@ -281,6 +293,7 @@ impl Config {
             limits: Limits::default(),
             timeouts: ClientTimeouts::default(),
             upstreams: vec![UpstreamConfig {
+                id: None,
                 name: "default".to_string(),
                 targets: vec![upstream.to_string()],
                 timeouts: UpstreamTimeouts::default(),
@@ -288,6 +301,7 @@ impl Config {
                 api_key: None,
             }],
             routes: vec![RouteConfig {
+                id: None,
                 name: Some("all".to_string()),
                 path_prefix: "/".to_string(),
                 models: Vec::new(),

@@ -3,3 +3,6 @@
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"model":"m","messages":[{"role":"user","content":"hello"}],"max_tokens":32,"stream":true}'
+-- Weir with consumers needs a key (scripts/bench-proxy.sh sets WRK_AUTH); others ignore it.
+local auth = os.getenv("WRK_AUTH")
+if auth then wrk.headers["Authorization"] = auth end
