@@ -105,7 +105,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         }
 
         let logging = shard.observing();
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         if logging {
             entry.clear();
             entry.ts_ms = unix_ms();
@@ -144,6 +144,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             peer_ip: &c.peer_ip,
             request_id: &request_id,
             generated_id,
+            started,
         };
         let outcome = proxy::handle(
             &shard,
@@ -164,8 +165,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         let keep_alive = match outcome {
             Outcome::Done { keep_alive } => {
                 if logging {
-                    entry.duration_us = started.elapsed().as_micros() as u64;
-                    shard.record(&entry, &request_id);
+                    record(&shard, &mut entry, started, &request_id);
                 }
                 keep_alive
             }
@@ -185,8 +185,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 tracing::debug!(error = %e, "response aborted");
                 if logging {
                     entry.error = e.http().2;
-                    entry.duration_us = started.elapsed().as_micros() as u64;
-                    shard.record(&entry, &request_id);
+                    record(&shard, &mut entry, started, &request_id);
                 }
                 return;
             }
@@ -202,13 +201,18 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
     }
 }
 
-/// Logs a request that Weir answered with an error.
+/// Records a finished request (access log, metrics).
+fn record(shard: &Shard, entry: &mut Entry, started: Instant, request_id: &[u8]) {
+    entry.duration_us = started.elapsed().as_micros() as u64;
+    shard.record(entry, request_id);
+}
+
+/// Records a request that Weir answered with an error.
 fn log_error(shard: &Shard, entry: &mut Entry, e: &Error, started: Instant, request_id: &[u8]) {
     let (status, _, code) = e.http();
     entry.status = status;
     entry.error = code;
-    entry.duration_us = started.elapsed().as_micros() as u64;
-    shard.record(entry, request_id);
+    record(shard, entry, started, request_id);
 }
 
 fn unix_ms() -> u64 {

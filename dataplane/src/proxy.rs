@@ -1,14 +1,18 @@
 //! The way of one request through a shard, in order:
 //!
-//! 1. [`prepare`]: scan the body once (model, stream), resolve model aliases, route to
-//!    an upstream pool, and write the upstream request (hop-by-hop headers removed,
-//!    `Host`, `X-Forwarded-For`, `X-Request-Id` set, the model rewritten in place).
+//! 1. [`prepare`]: check the API key, scan the body once (model, stream, texts),
+//!    resolve model aliases, route to an upstream pool, apply the route's policy (prompt
+//!    guard, PII redaction), and write the upstream request (hop-by-hop headers and the
+//!    client's credential removed, `Host`, `X-Forwarded-For`, `X-Request-Id` set, the
+//!    model and redacted texts rewritten in the body).
 //! 2. [`forward`]: pick a target (round robin), take a pooled connection or connect,
 //!    send; retry once on a fresh connection when a pooled one turns out stale before
 //!    the request reached the upstream.
 //! 3. [`relay`]: read the response head (first-byte timeout), then stream the body to
 //!    the client as it arrives (idle timeout): Content-Length, chunked (passed through
 //!    verbatim, so every SSE event leaves in the read that brought it) or until close.
+//!    The response [`Tap`] watches the decoded body for usage and, when the route
+//!    redacts answers, rewrites it.
 //! 4. Give the upstream connection back to the pool when the response ended cleanly.
 //!
 //! Errors before the first response byte reach the client as OpenAI-style JSON
@@ -18,12 +22,12 @@ use crate::accesslog::Entry;
 use crate::auth::{self, Refusal};
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
-use crate::http::chunked::ChunkedDecoder;
+use crate::http::chunked::{encode_chunk, ChunkedDecoder};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
 use crate::inspect::pii::Verdict;
-use crate::inspect::request::{raw_string_end, RequestFacts, Scanner, TextKind};
+use crate::inspect::request::{raw_string_end, Scanner, TextKind};
 use crate::shard::{ConnSlot, Shard};
 use crate::tap::{Flow, Plan, Tap};
 use crate::upstream;
@@ -47,6 +51,8 @@ pub struct Request<'a> {
     pub request_id: &'a [u8],
     /// Whether `request_id` was generated here (then it is added upstream).
     pub generated_id: bool,
+    /// When the request head was complete: durations, TTFB and TTFT count from here.
+    pub started: Instant,
 }
 
 /// How the exchange ended.
@@ -74,7 +80,18 @@ pub struct Scratch {
     /// Body edits for the upstream request, sorted by position: the range of the body
     /// to replace, and the range of `edit_bytes` to put there.
     pub edits: Vec<(Range<usize>, Range<usize>)>,
+    /// The replacement bytes of `edits`; once the request is written, the relay reuses
+    /// the buffer for decoded response data.
     pub edit_bytes: Vec<u8>,
+}
+
+impl Scratch {
+    /// Replaces the raw JSON string contents at `raw` by `text`, escaped.
+    fn edit(&mut self, raw: Range<usize>, text: &str) {
+        let at = self.edit_bytes.len();
+        write_json_escaped(&mut self.edit_bytes, text.as_bytes());
+        self.edits.push((raw, at..self.edit_bytes.len()));
+    }
 }
 
 /// Serves one request with the snapshot the connection loaded for it.
@@ -87,7 +104,6 @@ pub async fn handle(
     scratch: &mut Scratch,
     entry: &mut Entry,
 ) -> Outcome {
-    let started = Instant::now();
     let (upstream_idx, target_idx, plan) = match prepare(shard, snap, req, scratch, entry) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(e),
@@ -99,7 +115,7 @@ pub async fn handle(
         return Outcome::Failed(Error::new(ErrorKind::NoRoute, "upstream has no target"));
     };
     slot.client_gone.set(false);
-    let mut tap = Tap::new(plan, started);
+    let mut tap = Tap::new(plan, req.started);
     let gauges = shard.gauges();
     let streaming = entry.stream;
     if let Some(g) = &gauges {
@@ -230,11 +246,7 @@ fn prepare(
     scratch.edits.clear();
     scratch.edit_bytes.clear();
     if let (Some(to), Some(raw)) = (alias, &facts.model_raw) {
-        let at = scratch.edit_bytes.len();
-        write_json_escaped(&mut scratch.edit_bytes, to.as_bytes());
-        scratch
-            .edits
-            .push((raw.clone(), at..scratch.edit_bytes.len()));
+        scratch.edit(raw.clone(), to);
     }
     let mut plan = Plan {
         observe: logging,
@@ -242,7 +254,7 @@ fn prepare(
         family: tokenizer.family,
     };
     if let Some(policy) = &route.policy {
-        apply_request_policy(shard, policy, &scanner, &facts, req.body, scratch, entry)?;
+        apply_request_policy(shard, policy, &scanner, req.body, scratch, entry)?;
         plan.redact = policy.response_pii.clone();
     }
     scratch.edits.sort_by_key(|(r, _)| r.start);
@@ -280,7 +292,6 @@ fn apply_request_policy(
     shard: &Shard,
     policy: &Policy,
     scanner: &Scanner,
-    _facts: &RequestFacts,
     body: &[u8],
     scratch: &mut Scratch,
     entry: &mut Entry,
@@ -316,10 +327,7 @@ fn apply_request_policy(
         entry.request_pii.merge(&o.counts);
         match o.verdict {
             Verdict::Redacted => {
-                let at = scratch.edit_bytes.len();
-                write_json_escaped(&mut scratch.edit_bytes, text.as_bytes());
-                let raw = t.start..raw_string_end(body, t.start);
-                scratch.edits.push((raw, at..scratch.edit_bytes.len()));
+                scratch.edit(t.start..raw_string_end(body, t.start), &text);
             }
             Verdict::Blocked { kind, rule } => {
                 entry.blocked_by.push_str(kind.as_str());
@@ -340,7 +348,6 @@ fn apply_request_policy(
     Ok(())
 }
 
-/// Writes the request line, the filtered headers and the body for the upstream.
 /// What the upstream request carries for credentials.
 #[derive(Clone, Copy)]
 struct Credentials<'a> {
@@ -350,6 +357,7 @@ struct Credentials<'a> {
     authorization: Option<&'a str>,
 }
 
+/// Writes the request line, the filtered headers and the body for the upstream.
 fn write_upstream_request(
     out: &mut Vec<u8>,
     req: &Request<'_>,
@@ -831,18 +839,7 @@ fn frame(data: &[u8], chunked: bool, out: &mut Vec<u8>) {
         return;
     }
     if chunked {
-        let mut hex = [0u8; 16];
-        let mut n = data.len();
-        let mut i = hex.len();
-        while n > 0 || i == hex.len() {
-            i -= 1;
-            hex[i] = b"0123456789abcdef"[n & 15];
-            n >>= 4;
-        }
-        out.extend_from_slice(&hex[i..]);
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
+        encode_chunk(out, data);
     } else {
         out.extend_from_slice(data);
     }
@@ -874,7 +871,7 @@ struct Body {
     chunked: ChunkedDecoder,
     /// Decoded body data is wanted (appended to `decoded` by `take`): to de-chunk for
     /// an HTTP/1.0 client, or for the response tap.
-    dechunk: bool,
+    decode: bool,
     done: bool,
 }
 
@@ -886,7 +883,7 @@ struct Step {
 }
 
 impl Body {
-    fn new(framing: ResponseFraming, dechunk: bool) -> Body {
+    fn new(framing: ResponseFraming, decode: bool) -> Body {
         let (remaining, done) = match framing {
             ResponseFraming::None => (0, true),
             ResponseFraming::Length(n) => (n, n == 0),
@@ -896,13 +893,13 @@ impl Body {
             framing,
             remaining,
             chunked: ChunkedDecoder::new(),
-            dechunk,
+            decode,
             done,
         }
     }
 
-    /// Accounts for `input`: the bytes to forward are `input[..forward]`, or, when
-    /// de-chunking, the decoded data appended to `decoded`.
+    /// Accounts for `input`: the bytes to forward are `input[..forward]`; when decoding,
+    /// the body data among them (without chunk framing) is also appended to `decoded`.
     fn take(&mut self, input: &[u8], decoded: &mut Vec<u8>) -> Result<Step, Error> {
         let step = match self.framing {
             ResponseFraming::None => Step {
@@ -913,7 +910,7 @@ impl Body {
                 let take = (input.len() as u64).min(self.remaining) as usize;
                 self.remaining -= take as u64;
                 self.done = self.remaining == 0;
-                if self.dechunk {
+                if self.decode {
                     decoded.extend_from_slice(input.get(..take).unwrap_or_default());
                 }
                 Step {
@@ -922,7 +919,7 @@ impl Body {
                 }
             }
             ResponseFraming::UntilClose => {
-                if self.dechunk {
+                if self.decode {
                     decoded.extend_from_slice(input);
                 }
                 Step {
@@ -931,11 +928,11 @@ impl Body {
                 }
             }
             ResponseFraming::Chunked => {
-                let dechunk = self.dechunk;
+                let decode = self.decode;
                 let used = self
                     .chunked
                     .feed(input, |d| {
-                        if dechunk {
+                        if decode {
                             decoded.extend_from_slice(d);
                         }
                     })

@@ -179,30 +179,30 @@ impl ChunkedDecoder {
     }
 }
 
+/// Appends one chunk (size line, data, CRLF) to `out`.
+pub fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut n = data.len();
+    let mut tmp = [0u8; 16];
+    let mut pos = tmp.len();
+    loop {
+        pos -= 1;
+        tmp[pos] = HEX[n & 15];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&tmp[pos..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n");
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    /// Appends one chunk (size line, data, CRLF) to `out`.
-    fn encode_chunk(out: &mut Vec<u8>, data: &[u8]) {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
-        let mut n = data.len();
-        let mut tmp = [0u8; 16];
-        let mut pos = tmp.len();
-        loop {
-            pos -= 1;
-            tmp[pos] = HEX[n & 15];
-            n >>= 4;
-            if n == 0 {
-                break;
-            }
-        }
-        out.extend_from_slice(&tmp[pos..]);
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(data);
-        out.extend_from_slice(b"\r\n");
-    }
 
     fn decode_all(input: &[u8], split: usize) -> Result<(Vec<u8>, usize, bool), ChunkError> {
         let mut d = ChunkedDecoder::new();
