@@ -148,53 +148,30 @@ fn assign_id(id: &mut Option<String>, mut taken: impl FnMut(&str) -> bool) -> Re
     }
 }
 
-impl Named for UpstreamConfig {
-    const KIND: &'static str = "upstream";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-    fn id_mut(&mut self) -> &mut Option<String> {
-        &mut self.id
-    }
-    fn list(cfg: &mut Config) -> &mut Vec<Self> {
-        &mut cfg.upstreams
-    }
+/// The `Named` impl of a config entity with `name` and `id` fields kept in `cfg.$list`.
+macro_rules! named_entity {
+    ($ty:ty, $kind:literal, $list:ident) => {
+        impl Named for $ty {
+            const KIND: &'static str = $kind;
+            fn name(&self) -> &str {
+                &self.name
+            }
+            fn id(&self) -> Option<&str> {
+                self.id.as_deref()
+            }
+            fn id_mut(&mut self) -> &mut Option<String> {
+                &mut self.id
+            }
+            fn list(cfg: &mut Config) -> &mut Vec<Self> {
+                &mut cfg.$list
+            }
+        }
+    };
 }
 
-impl Named for PolicyConfig {
-    const KIND: &'static str = "policy";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-    fn id_mut(&mut self) -> &mut Option<String> {
-        &mut self.id
-    }
-    fn list(cfg: &mut Config) -> &mut Vec<Self> {
-        &mut cfg.policies
-    }
-}
-
-impl Named for ConsumerConfig {
-    const KIND: &'static str = "consumer";
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn id(&self) -> Option<&str> {
-        self.id.as_deref()
-    }
-    fn id_mut(&mut self) -> &mut Option<String> {
-        &mut self.id
-    }
-    fn list(cfg: &mut Config) -> &mut Vec<Self> {
-        &mut cfg.consumers
-    }
-}
+named_entity!(UpstreamConfig, "upstream", upstreams);
+named_entity!(PolicyConfig, "policy", policies);
+named_entity!(ConsumerConfig, "consumer", consumers);
 
 async fn list_named<T: Named>(State(st): State<AppState>) -> Result<Response, ApiError> {
     let (v, mut cfg) = current(&st)?;

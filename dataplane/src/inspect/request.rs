@@ -308,6 +308,17 @@ impl Walk<'_, '_> {
     /// Texts in a content value: a string, an array of parts, or an object whose
     /// text-bearing fields are visited (`content`, `text`, tool calls and results).
     fn content(&mut self, idx: usize, kind: TextKind, depth: u32) {
+        self.visit(idx, kind, depth, false);
+    }
+
+    /// Every string value (not key) under `idx`.
+    fn all_strings(&mut self, idx: usize, kind: TextKind, depth: u32) {
+        self.visit(idx, kind, depth, true);
+    }
+
+    /// The walk behind [`Self::content`] (`every_value` false: only text-bearing object
+    /// fields) and [`Self::all_strings`] (true: every object value).
+    fn visit(&mut self, idx: usize, kind: TextKind, depth: u32, every_value: bool) {
         if depth > MAX_DEPTH {
             return;
         }
@@ -316,7 +327,7 @@ impl Walk<'_, '_> {
             Some(Node::Array { len, .. }) => {
                 let mut i = idx + 1;
                 for _ in 0..*len {
-                    self.content(i, kind, depth + 1);
+                    self.visit(i, kind, depth + 1, every_value);
                     i += self.nodes.get(i).map_or(1, value_count);
                 }
             }
@@ -327,44 +338,21 @@ impl Walk<'_, '_> {
                         return;
                     };
                     let v = i + 1;
-                    match *key {
-                        "content" | "text" | "output" | "thinking" | "refusal" => {
-                            self.content(v, kind, depth + 1)
+                    if every_value {
+                        self.visit(v, kind, depth + 1, true);
+                    } else {
+                        match *key {
+                            "content" | "text" | "output" | "thinking" | "refusal" => {
+                                self.content(v, kind, depth + 1)
+                            }
+                            "tool_calls" | "function" | "function_call" | "arguments" => {
+                                self.content(v, TextKind::ToolArguments, depth + 1)
+                            }
+                            // Anthropic `tool_use.input`: a JSON object the model wrote.
+                            "input" => self.all_strings(v, TextKind::ToolArguments, depth + 1),
+                            _ => {}
                         }
-                        "tool_calls" | "function" | "function_call" => {
-                            self.content(v, TextKind::ToolArguments, depth + 1)
-                        }
-                        "arguments" => self.content(v, TextKind::ToolArguments, depth + 1),
-                        // Anthropic `tool_use.input`: a JSON object the model wrote.
-                        "input" => self.all_strings(v, TextKind::ToolArguments, depth + 1),
-                        _ => {}
                     }
-                    i = v + self.nodes.get(v).map_or(1, value_count);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Every string value (not key) under `idx`.
-    fn all_strings(&mut self, idx: usize, kind: TextKind, depth: u32) {
-        if depth > MAX_DEPTH {
-            return;
-        }
-        match self.nodes.get(idx) {
-            Some(Node::String(s)) => self.push(kind, s),
-            Some(Node::Array { len, .. }) => {
-                let mut i = idx + 1;
-                for _ in 0..*len {
-                    self.all_strings(i, kind, depth + 1);
-                    i += self.nodes.get(i).map_or(1, value_count);
-                }
-            }
-            Some(Node::Object { len, .. }) => {
-                let mut i = idx + 1;
-                for _ in 0..*len {
-                    let v = i + 1;
-                    self.all_strings(v, kind, depth + 1);
                     i = v + self.nodes.get(v).map_or(1, value_count);
                 }
             }

@@ -881,3 +881,11 @@ fn random_input_never_panics() {
         det.find(&text, &mut f);
     }
 }
+
+#[test]
+fn builtin_kinds_are_all_but_operator_rules() {
+    assert_eq!(EntityKind::BUILTIN.len(), EntityKind::COUNT - 2);
+    assert!(!EntityKind::BUILTIN.contains(&EntityKind::Term));
+    assert!(!EntityKind::BUILTIN.contains(&EntityKind::Pattern));
+    assert!(EntityKind::BUILTIN.contains(&EntityKind::PrivateKey));
+}
