@@ -77,6 +77,8 @@ pub struct Entry {
     pub completion_source: Source,
     pub cached_tokens: Option<u64>,
     pub reasoning_tokens: Option<u64>,
+    /// Cost in micro-dollars, when the price table has the model.
+    pub cost_micros: Option<u64>,
     /// Entities redacted (or logged) in the request and in the response.
     pub request_pii: KindCounts,
     pub response_pii: KindCounts,
@@ -190,6 +192,20 @@ impl Entry {
             out.extend_from_slice(b",\"completion_source\":\"");
             out.extend_from_slice(self.completion_source.as_str().as_bytes());
             out.push(b'"');
+        }
+        if let Some(c) = self.cost_micros {
+            // USD with six decimals, exactly (no float rounding in the log).
+            out.extend_from_slice(b",\"cost_usd\":");
+            push_u64(out, c / 1_000_000);
+            out.push(b'.');
+            let frac = c % 1_000_000;
+            let mut digits = [b'0'; 6];
+            let mut f = frac;
+            for d in digits.iter_mut().rev() {
+                *d = b'0' + (f % 10) as u8;
+                f /= 10;
+            }
+            out.extend_from_slice(&digits);
         }
         for (k, counts) in [
             ("request_pii", &self.request_pii),

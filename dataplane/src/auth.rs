@@ -9,13 +9,14 @@
 //! with an optional expiry.
 
 use crate::config::ModelPattern;
+use crate::limits::{Limit, LimitConfig, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::SystemTime;
 
 /// A consumer, as configured.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ConsumerConfig {
     /// A stable identifier the admin assigns at creation.
@@ -30,6 +31,29 @@ pub struct ConsumerConfig {
     /// Routes (by name) the consumer may use; empty: any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<String>,
+    /// The consumer group it belongs to: the group's models and routes apply where
+    /// the consumer sets none, and the group's limits apply too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// Request, token and cost limits of this consumer.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitConfig>,
+}
+
+/// A consumer group: defaults for its members, and limits that the members share
+/// (one budget for the whole group, e.g. a team's).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerGroupConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -49,6 +73,8 @@ pub struct Consumer {
     pub name: String,
     pub models: Vec<ModelPattern>,
     pub routes: Vec<String>,
+    /// Its own limits, then its group's.
+    pub limits: Vec<Limit>,
 }
 
 impl Consumer {
@@ -59,6 +85,38 @@ impl Consumer {
     pub fn may_use_route(&self, route: &str) -> bool {
         self.routes.is_empty() || self.routes.iter().any(|r| r == route)
     }
+
+    /// Whether admission needs the request's token estimate.
+    pub fn counts_tokens(&self) -> bool {
+        self.limits.iter().any(Limit::counts_tokens)
+    }
+}
+
+fn model_patterns(models: &[String], path: &str) -> Result<Vec<ModelPattern>, (String, String)> {
+    let mut out = Vec::new();
+    for (j, m) in models.iter().enumerate() {
+        if m.is_empty() || m[..m.len() - 1].contains('*') {
+            return Err((
+                format!("{path}.models[{j}]"),
+                "a model pattern is a name or a prefix ending in `*`".into(),
+            ));
+        }
+        out.push(ModelPattern::parse(m));
+    }
+    Ok(out)
+}
+
+fn compile_limits(
+    limits: &[LimitConfig],
+    owner: &str,
+    path: &str,
+    reg: &Registry,
+) -> Result<Vec<Limit>, (String, String)> {
+    limits
+        .iter()
+        .enumerate()
+        .map(|(j, l)| l.compile(owner, &format!("{path}.limits[{j}]"), reg))
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -86,8 +144,26 @@ pub enum Refusal {
 }
 
 impl Auth {
-    pub fn compile(cfg: &[ConsumerConfig]) -> Result<Auth, (String, String)> {
+    pub fn compile(
+        cfg: &[ConsumerConfig],
+        groups: &[ConsumerGroupConfig],
+        reg: &Registry,
+    ) -> Result<Auth, (String, String)> {
         let mut auth = Auth::default();
+        // Groups first: (models, routes, shared limits) by name.
+        let mut by_group = HashMap::new();
+        for (i, g) in groups.iter().enumerate() {
+            let path = format!("consumer_groups[{i}]");
+            if g.name.is_empty() || by_group.contains_key(g.name.as_str()) {
+                return Err((
+                    format!("{path}.name"),
+                    "must be non-empty and unique".into(),
+                ));
+            }
+            let models = model_patterns(&g.models, &path)?;
+            let limits = compile_limits(&g.limits, &format!("group {}", g.name), &path, reg)?;
+            by_group.insert(g.name.as_str(), (models, &g.routes, limits));
+        }
         let mut names = std::collections::HashSet::new();
         for (i, c) in cfg.iter().enumerate() {
             let path = format!("consumers[{i}]");
@@ -97,15 +173,24 @@ impl Auth {
                     "must be non-empty and unique".into(),
                 ));
             }
-            let mut models = Vec::new();
-            for (j, m) in c.models.iter().enumerate() {
-                if m.is_empty() || m[..m.len() - 1].contains('*') {
+            let mut models = model_patterns(&c.models, &path)?;
+            let mut routes = c.routes.clone();
+            let mut limits =
+                compile_limits(&c.limits, &format!("consumer {}", c.name), &path, reg)?;
+            if let Some(g) = &c.group {
+                let Some((g_models, g_routes, g_limits)) = by_group.get(g.as_str()) else {
                     return Err((
-                        format!("{path}.models[{j}]"),
-                        "a model pattern is a name or a prefix ending in `*`".into(),
+                        format!("{path}.group"),
+                        format!("unknown consumer group `{g}`"),
                     ));
+                };
+                if models.is_empty() {
+                    models = g_models.clone();
                 }
-                models.push(ModelPattern::parse(m));
+                if routes.is_empty() {
+                    routes = g_routes.to_vec();
+                }
+                limits.extend(g_limits.iter().cloned());
             }
             for (j, k) in c.keys.iter().enumerate() {
                 let kpath = format!("{path}.keys[{j}]");
@@ -135,7 +220,8 @@ impl Auth {
             auth.consumers.push(Consumer {
                 name: c.name.clone(),
                 models,
-                routes: c.routes.clone(),
+                routes,
+                limits,
             });
         }
         Ok(auth)
@@ -288,13 +374,50 @@ mod tests {
             keys,
             models: vec!["gpt-4o*".into()],
             routes: vec![],
+            group: None,
+            limits: vec![],
         }]
+    }
+
+    fn compile(c: &[ConsumerConfig]) -> Result<Auth, (String, String)> {
+        Auth::compile(c, &[], &Registry::default())
+    }
+
+    #[test]
+    fn groups_lend_models_routes_and_shared_limits() {
+        let groups: Vec<ConsumerGroupConfig> = serde_yaml::from_str(
+            "[{name: team, models: ['llama*'], routes: [chat], limits: [{window: minute, requests: 5}]}]",
+        )
+        .unwrap();
+        let mut consumers = cfg(vec![]);
+        consumers[0].models.clear();
+        consumers[0].group = Some("team".into());
+        let mut b = consumers[0].clone();
+        b.name = "team-b".into();
+        b.models = vec!["gpt*".into()];
+        consumers.push(b);
+        let reg = Registry::default();
+        let auth = Auth::compile(&consumers, &groups, &reg).unwrap();
+        let (a, b) = (&auth.consumers[0], &auth.consumers[1]);
+        assert!(a.may_use_model("llama-3") && !a.may_use_model("gpt-4o"));
+        assert!(b.may_use_model("gpt-4o") && !b.may_use_model("llama-3"));
+        assert!(a.may_use_route("chat") && !a.may_use_route("embed"));
+        // One budget for the group: a's request counts against b's headroom.
+        use crate::limits::{Reservation, Unit, Usage};
+        let _r = Reservation::admit(&a.limits, "m", Usage::default(), 1).unwrap();
+        let r = Reservation::admit(&b.limits, "m", Usage::default(), 1).unwrap();
+        assert_eq!(r.headroom(Unit::Requests, 1).unwrap().remaining, 3);
+        consumers[0].group = Some("nope".into());
+        assert_eq!(
+            Auth::compile(&consumers, &groups, &reg).unwrap_err().0,
+            "consumers[0].group"
+        );
     }
 
     #[test]
     fn keys_verify_rotate_and_expire() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        let auth = Auth::compile(&cfg(vec![
+        let auth = compile(&cfg(vec![
             KeyConfig {
                 id: "old".into(),
                 hash: hash_key(b"sk-old-0123456789", [1; 16]),
@@ -327,14 +450,14 @@ mod tests {
 
     #[test]
     fn bad_hashes_and_times_are_named() {
-        let e = Auth::compile(&cfg(vec![KeyConfig {
+        let e = compile(&cfg(vec![KeyConfig {
             id: "k".into(),
             hash: "plain-key".into(),
             expires: None,
         }]))
         .unwrap_err();
         assert_eq!(e.0, "consumers[0].keys[0].hash");
-        let e = Auth::compile(&cfg(vec![KeyConfig {
+        let e = compile(&cfg(vec![KeyConfig {
             id: "k".into(),
             hash: hash_key(b"x", [0; 16]),
             expires: Some("tomorrow".into()),

@@ -5,10 +5,12 @@
 //! compilation) happens in [`compile`], off the shards. Shards only ever see a
 //! snapshot that compiled.
 
-use crate::auth::{Auth, ConsumerConfig};
+use crate::auth::{Auth, ConsumerConfig, ConsumerGroupConfig};
 use crate::inspect::guard::{Guard, GuardConfig};
 use crate::inspect::pii::{Detector, PiiPolicy};
 use crate::inspect::tokens::{Family, Tokenizer};
+use crate::limits::{Limit, LimitConfig};
+use crate::pricing::{PriceConfig, Prices};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -60,6 +62,21 @@ pub struct Config {
     /// API consumers; when any is configured, every request needs a key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerConfig>,
+    /// Groups of consumers: shared defaults and shared limits.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub consumer_groups: Vec<ConsumerGroupConfig>,
+    /// Prices per model (USD per million tokens), for cost limits and the usage log.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prices: Vec<PriceConfig>,
+    /// Completion tokens a token limit reserves for a request that sets no
+    /// `max_tokens`. Streams that outgrow it are charged as they go (and ended when a
+    /// budget runs out); non-streamed answers are charged once they are complete.
+    #[serde(default = "default_completion_reserve")]
+    pub completion_reserve: u64,
+}
+
+fn default_completion_reserve() -> u64 {
+    256
 }
 
 /// A named policy; a route names at most one.
@@ -260,6 +277,9 @@ pub struct RouteConfig {
     /// Name of a policy in `policies`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<String>,
+    /// Limits on all traffic of this route (every consumer together).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limits: Vec<LimitConfig>,
 }
 
 fn default_prefix() -> String {
@@ -307,11 +327,15 @@ impl Config {
                 models: Vec::new(),
                 upstream: "default".to_string(),
                 policy: None,
+                limits: Vec::new(),
             }],
             model_aliases: BTreeMap::new(),
             policies: Vec::new(),
             token_estimate: TokenEstimateConfig::default(),
             consumers: Vec::new(),
+            consumer_groups: Vec::new(),
+            prices: Vec::new(),
+            completion_reserve: default_completion_reserve(),
         }
     }
 }
@@ -404,6 +428,7 @@ pub struct Route {
     /// Index into [`Snapshot::upstreams`].
     pub upstream: usize,
     pub policy: Option<Arc<Policy>>,
+    pub limits: Vec<Limit>,
 }
 
 /// A compiled policy.
@@ -458,6 +483,8 @@ pub struct Snapshot {
     pub routes_by_model: bool,
     pub token_estimate: TokenEstimate,
     pub auth: Auth,
+    pub prices: Prices,
+    pub completion_reserve: u64,
 }
 
 /// Why no route was found.
@@ -483,6 +510,14 @@ impl Snapshot {
         self.routes
             .iter()
             .any(|r| r.policy.is_some() && path.starts_with(&r.path_prefix))
+    }
+
+    /// Whether the path could reach a route whose limits count tokens (admission then
+    /// needs the prompt estimate).
+    pub fn path_counts_tokens(&self, path: &[u8]) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.limits.iter().any(Limit::counts_tokens) && path.starts_with(&r.path_prefix))
     }
 
     /// First route, in config order, whose prefix and model patterns match.
@@ -692,12 +727,27 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
                 cerr(format!("{path}.policy"), format!("unknown policy `{name}`"))
             })?),
         };
+        let name = r.name.clone().unwrap_or_else(|| format!("route-{i}"));
+        let limits = r
+            .limits
+            .iter()
+            .enumerate()
+            .map(|(j, l)| {
+                l.compile(
+                    &format!("route {name}"),
+                    &format!("{path}.limits[{j}]"),
+                    crate::limits::registry(),
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|(p, m)| cerr(p, m))?;
         routes.push(Route {
-            name: r.name.clone().unwrap_or_else(|| format!("route-{i}")),
+            name,
             path_prefix: r.path_prefix.as_bytes().to_vec(),
             models: r.models.iter().map(|m| ModelPattern::parse(m)).collect(),
             upstream,
             policy,
+            limits,
         });
     }
     for (from, to) in &cfg.model_aliases {
@@ -746,7 +796,14 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
             default: cfg.token_estimate.family,
             models,
         },
-        auth: Auth::compile(&cfg.consumers).map_err(|(path, m)| cerr(path, m))?,
+        auth: Auth::compile(
+            &cfg.consumers,
+            &cfg.consumer_groups,
+            crate::limits::registry(),
+        )
+        .map_err(|(path, m)| cerr(path, m))?,
+        prices: Prices::compile(&cfg.prices).map_err(|(path, m)| cerr(path, m))?,
+        completion_reserve: cfg.completion_reserve,
     })
 }
 

@@ -136,6 +136,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             response: std::mem::take(&mut c.response),
             edits: std::mem::take(&mut edits),
             edit_bytes: shard.take_vec(),
+            headers: shard.take_vec(),
         };
         let req = Request {
             head: &c.head,
@@ -160,6 +161,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         shard.give_io_buffer(scratch.io);
         shard.give_vec(scratch.wbuf);
         shard.give_vec(scratch.edit_bytes);
+        shard.give_vec(scratch.headers);
         edits = scratch.edits;
         c.response = scratch.response;
         let keep_alive = match outcome {

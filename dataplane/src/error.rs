@@ -55,6 +55,8 @@ pub enum ErrorKind {
     PromptBlocked,
     /// The body carries an entity (PII, secret) whose policy action is `block`.
     PiiBlocked,
+    /// A request, token or cost limit refused the request.
+    RateLimited,
     /// The gateway is shutting down.
     Draining,
 }
@@ -68,6 +70,8 @@ pub struct Error {
     /// True when the request was not sent upstream yet, so it can be replayed.
     pub retry_safe: bool,
     pub message: String,
+    /// Extra response header lines (`name: value\r\n`), e.g. `retry-after`.
+    pub headers: Vec<u8>,
 }
 
 impl fmt::Display for Error {
@@ -91,7 +95,8 @@ impl Error {
             | ErrorKind::PiiBlocked
             | ErrorKind::Unauthorized
             | ErrorKind::ModelNotAllowed
-            | ErrorKind::RouteNotAllowed => Side::Client,
+            | ErrorKind::RouteNotAllowed
+            | ErrorKind::RateLimited => Side::Client,
             ErrorKind::UpstreamConnect
             | ErrorKind::UpstreamConnectTimeout
             | ErrorKind::UpstreamReset
@@ -105,7 +110,14 @@ impl Error {
             side,
             retry_safe: false,
             message: message.into(),
+            headers: Vec::new(),
         }
+    }
+
+    /// Adds header lines to the error response.
+    pub fn with_headers(mut self, headers: Vec<u8>) -> Self {
+        self.headers = headers;
+        self
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -142,6 +154,7 @@ impl Error {
             ErrorKind::RouteNotAllowed => (403, "permission_error", "route_not_allowed"),
             ErrorKind::PromptBlocked => (400, "invalid_request_error", "prompt_blocked"),
             ErrorKind::PiiBlocked => (400, "invalid_request_error", "sensitive_data_blocked"),
+            ErrorKind::RateLimited => (429, "rate_limit_error", "rate_limit_exceeded"),
             ErrorKind::Draining => (503, "server_error", "shutting_down"),
         }
     }
@@ -180,6 +193,7 @@ impl Error {
             out.extend_from_slice(request_id);
             out.extend_from_slice(b"\r\n");
         }
+        out.extend_from_slice(&self.headers);
         if close {
             out.extend_from_slice(b"connection: close\r\n");
         }

@@ -2,9 +2,10 @@
 //!
 //! 1. [`prepare`]: check the API key, scan the body once (model, stream, texts),
 //!    resolve model aliases, route to an upstream pool, apply the route's policy (prompt
-//!    guard, PII redaction), and write the upstream request (hop-by-hop headers and the
-//!    client's credential removed, `Host`, `X-Forwarded-For`, `X-Request-Id` set, the
-//!    model and redacted texts rewritten in the body).
+//!    guard, PII redaction), reserve the request's worst case from every limit that
+//!    applies (429 when one refuses), and write the upstream request (hop-by-hop
+//!    headers and the client's credential removed, `Host`, `X-Forwarded-For`,
+//!    `X-Request-Id` set, the model and redacted texts rewritten in the body).
 //! 2. [`forward`]: pick a target (round robin), take a pooled connection or connect,
 //!    send; retry once on a fresh connection when a pooled one turns out stale before
 //!    the request reached the upstream.
@@ -13,12 +14,13 @@
 //!    verbatim, so every SSE event leaves in the read that brought it) or until close.
 //!    The response [`Tap`] watches the decoded body for usage and, when the route
 //!    redacts answers, rewrites it.
-//! 4. Give the upstream connection back to the pool when the response ended cleanly.
+//! 4. Give the upstream connection back to the pool when the response ended cleanly,
+//!    and settle the limit reservation with the real usage.
 //!
 //! Errors before the first response byte reach the client as OpenAI-style JSON
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
-use crate::accesslog::Entry;
+use crate::accesslog::{Entry, Source};
 use crate::auth::{self, Refusal};
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
@@ -28,8 +30,10 @@ use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
 use crate::inspect::pii::Verdict;
 use crate::inspect::request::{raw_string_end, Scanner, TextKind};
+use crate::limits::{now_ns, Reservation, Usage};
+use crate::pricing::{Price, Tokens};
 use crate::shard::{ConnSlot, Shard};
-use crate::tap::{Flow, Plan, Tap};
+use crate::tap::{Flow, Meter, Plan, Tap};
 use crate::upstream;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
@@ -83,6 +87,8 @@ pub struct Scratch {
     /// The replacement bytes of `edits`; once the request is written, the relay reuses
     /// the buffer for decoded response data.
     pub edit_bytes: Vec<u8>,
+    /// Header lines Weir adds to the client's response (`x-ratelimit-*`).
+    pub headers: Vec<u8>,
 }
 
 impl Scratch {
@@ -104,7 +110,13 @@ pub async fn handle(
     scratch: &mut Scratch,
     entry: &mut Entry,
 ) -> Outcome {
-    let (upstream_idx, target_idx, plan) = match prepare(shard, snap, req, scratch, entry) {
+    let Prepared {
+        upstream: upstream_idx,
+        target: target_idx,
+        plan,
+        meter,
+        price,
+    } = match prepare(shard, snap, req, scratch, entry) {
         Ok(v) => v,
         Err(e) => return Outcome::Failed(e),
     };
@@ -116,6 +128,9 @@ pub async fn handle(
     };
     slot.client_gone.set(false);
     let mut tap = Tap::new(plan, req.started);
+    if let Some(m) = meter {
+        tap.set_meter(m);
+    }
     let gauges = shard.gauges();
     let streaming = entry.stream;
     if let Some(g) = &gauges {
@@ -133,6 +148,13 @@ pub async fn handle(
         }
     }
     tap.fill(entry);
+    let tokens = used_tokens(entry);
+    if let Some(m) = tap.take_meter() {
+        settle(m, tokens, tap.quota_cut(), price);
+    }
+    if let Some(p) = price.filter(|_| shard.observing()) {
+        entry.cost_micros = Some(p.cost(tokens));
+    }
     slot.upstream_finished();
     if slot.client_gone.get() {
         return Outcome::Aborted(Error::new(
@@ -143,15 +165,62 @@ pub async fn handle(
     outcome
 }
 
-/// Phase 1: scan, alias, route, apply the route's policy; writes the upstream request
-/// into `scratch.out` and returns the chosen upstream, target and response plan.
+/// What the request usage counts toward limits and cost: the upstream's figures, or
+/// Weir's own for a 2xx answer; nothing when no answer came.
+fn used_tokens(e: &Entry) -> Tokens {
+    let ok = (200..300).contains(&e.status);
+    let take = |n: Option<u64>, src: Source| {
+        if ok || src == Source::Upstream {
+            n.unwrap_or(0)
+        } else {
+            0
+        }
+    };
+    Tokens {
+        prompt: take(e.prompt_tokens, e.prompt_source),
+        cached: e.cached_tokens.unwrap_or(0),
+        completion: take(e.completion_tokens, e.completion_source),
+        reasoning: e.reasoning_tokens.unwrap_or(0),
+    }
+}
+
+/// Replaces the request's reservation by its real usage. A stream cut for quota is
+/// charged what it delivered (the scanner may have counted events after the cut).
+fn settle(m: Meter, mut t: Tokens, cut: bool, price: Option<Price>) {
+    if cut {
+        t.completion = m.used();
+    }
+    let cost = price.map_or(0, |p| p.cost(t));
+    m.reservation.settle(
+        Usage {
+            prompt: t.prompt,
+            completion: t.completion,
+            cost,
+        },
+        now_ns(),
+    );
+}
+
+/// The outcome of phase 1.
+struct Prepared {
+    upstream: usize,
+    target: usize,
+    plan: Plan,
+    /// The limits' reservation, handed to the tap.
+    meter: Option<Meter>,
+    /// The served model's price, when the price table has it.
+    price: Option<Price>,
+}
+
+/// Phase 1: scan, alias, route, apply the route's policy, reserve from the limits;
+/// writes the upstream request into `scratch.out`.
 fn prepare(
     shard: &Shard,
     snap: &Snapshot,
     req: &Request<'_>,
     scratch: &mut Scratch,
     entry: &mut Entry,
-) -> Result<(usize, usize, Plan), Error> {
+) -> Result<Prepared, Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
     // Who is asking, before anything else is looked at.
@@ -176,10 +245,14 @@ fn prepare(
     if let Some(c) = consumer {
         entry.consumer.push_str(&c.name);
     }
-    // A route with a policy, or a consumer limited to some models, must see the body
-    // whatever its content type claims: leaving the header out must not bypass them.
+    // A route with a policy, a consumer limited to some models, or a token limit must
+    // see the body whatever its content type claims: leaving the header out must not
+    // bypass them.
+    let counts_tokens =
+        consumer.is_some_and(|c| c.counts_tokens()) || snap.path_counts_tokens(path);
     let scan_body = !req.body.is_empty()
         && (snap.path_has_policy(path)
+            || counts_tokens
             || consumer.is_some_and(|c| !c.models.is_empty())
             || ((head.content_type_json
                 || snap.path_needs_model(path)
@@ -237,11 +310,15 @@ fn prepare(
         }
     }
     let tokenizer = snap.token_estimate.tokenizer(served);
+    let limited = consumer.is_some_and(|c| !c.limits.is_empty()) || !route.limits.is_empty();
+    let prompt_estimate = if scan_body && (logging || counts_tokens) {
+        Some(scanner.prompt_tokens(&facts, tokenizer))
+    } else {
+        None
+    };
+    entry.prompt_estimate = prompt_estimate;
     if logging {
         entry.route.push_str(&route.name);
-        if scan_body {
-            entry.prompt_estimate = Some(scanner.prompt_tokens(&facts, tokenizer));
-        }
     }
     scratch.edits.clear();
     scratch.edit_bytes.clear();
@@ -249,7 +326,8 @@ fn prepare(
         scratch.edit(raw.clone(), to);
     }
     let mut plan = Plan {
-        observe: logging,
+        // Limits settle with the real usage, so the tap must learn it.
+        observe: logging || (limited && counts_tokens),
         redact: None,
         family: tokenizer.family,
     };
@@ -271,6 +349,49 @@ fn prepare(
         entry.upstream.push_str(&upstream.name);
         entry.target.push_str(&target.authority);
     }
+    let price = served.and_then(|m| snap.prices.get(m)).copied();
+    scratch.headers.clear();
+    let meter = if limited {
+        // The worst case: the prompt estimate and the completion bound.
+        let completion = match facts.max_tokens {
+            Some(m) => m.saturating_mul(facts.n.unwrap_or(1).max(1)),
+            None => snap
+                .completion_reserve
+                .saturating_mul(facts.n.unwrap_or(1).max(1)),
+        };
+        let prompt = prompt_estimate.unwrap_or(0);
+        let want = Usage {
+            prompt,
+            completion,
+            cost: price.map_or(0, |p| {
+                p.cost(Tokens {
+                    prompt,
+                    completion,
+                    ..Tokens::default()
+                })
+            }),
+        };
+        let limits = consumer
+            .map(|c| c.limits.as_slice())
+            .unwrap_or_default()
+            .iter()
+            .chain(&route.limits);
+        let now = now_ns();
+        match Reservation::admit(limits, served.unwrap_or_default(), want, now) {
+            Ok(r) => {
+                r.write_headers(now, &mut scratch.headers);
+                Some(Meter::new(r, completion, price))
+            }
+            Err(d) => {
+                entry.blocked_by.push_str(&d.label);
+                let mut headers = Vec::new();
+                d.write_headers(&mut headers);
+                return Err(Error::new(ErrorKind::RateLimited, d.message()).with_headers(headers));
+            }
+        }
+    } else {
+        None
+    };
     let creds = Credentials {
         strip_client: snap.auth.is_on(),
         authorization: upstream.authorization.as_deref(),
@@ -283,7 +404,13 @@ fn prepare(
         &scratch.edits,
         &scratch.edit_bytes,
     );
-    Ok((route.upstream, t, plan))
+    Ok(Prepared {
+        upstream: route.upstream,
+        target: t,
+        plan,
+        meter,
+        price,
+    })
 }
 
 /// The route's policy on the request: the prompt guard over message text, then PII
@@ -530,6 +657,7 @@ async fn relay(
         wbuf,
         response: head,
         edit_bytes: decoded,
+        headers: extra_headers,
         ..
     } = scratch;
     let timeouts = upstream.timeouts;
@@ -655,6 +783,7 @@ async fn relay(
     if (upstream_chunked && !dechunk && !rewrite) || chunk_out {
         wbuf.extend_from_slice(b"transfer-encoding: chunked\r\n");
     }
+    wbuf.extend_from_slice(extra_headers);
     if !head.has_request_id {
         wbuf.extend_from_slice(b"x-request-id: ");
         wbuf.extend_from_slice(req.request_id);

@@ -13,12 +13,20 @@
 //!   `block` entity ends the stream with an error event in the upstream's dialect.
 //! - rewrite JSON: the whole body is buffered (bounded), the generated text fields
 //!   redacted, and the body sent with its new length.
+//!
+//! A [`Meter`] (the request's limit reservation) makes a 2xx SSE answer go the rewrite
+//! way too, event by event: generated tokens beyond the reservation are charged as
+//! they come, and when a budget refuses, the event is not sent; the stream ends with
+//! an error event in the upstream's dialect (and `[DONE]` for OpenAI's).
 
 use crate::accesslog::{Entry, Source};
 use crate::inspect::pii::{Detector, EntityKind, KindCounts, RedactState, StreamRedactor, Verdict};
+use crate::inspect::sse::TextCounter;
 use crate::inspect::sse::{DeltaKind, Dialect, EventKind, SseScanner};
 use crate::inspect::tokens::{Family, StreamCounter};
 use crate::inspect::usage::{body_facts, Usage};
+use crate::limits::{now_ns, Reservation};
+use crate::pricing::Price;
 use serde_json::Value;
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,8 +61,53 @@ pub enum Flow {
     Cut,
 }
 
+/// The limits' view of a response: the request's reservation and how many generated
+/// tokens it covers.
+pub struct Meter {
+    pub reservation: Reservation,
+    /// Completion tokens the reservation covers so far.
+    covered: u64,
+    /// Completion tokens counted so far.
+    used: u64,
+    price: Option<Price>,
+}
+
+impl Meter {
+    pub fn new(reservation: Reservation, covered: u64, price: Option<Price>) -> Meter {
+        Meter {
+            reservation,
+            covered,
+            used: 0,
+            price,
+        }
+    }
+
+    /// Generated tokens counted on a metered stream.
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// Counts `n` more generated tokens; false when a budget refuses them.
+    fn take(&mut self, n: u64) -> bool {
+        let used = self.used.saturating_add(n);
+        if used > self.covered {
+            let extra = used - self.covered;
+            let cost = self.price.map_or(0, |p| p.output_cost(extra));
+            if self.reservation.charge(extra, cost, now_ns()).is_err() {
+                return false;
+            }
+            self.covered = used;
+        }
+        self.used = used;
+        true
+    }
+}
+
 pub struct Tap {
     mode: Mode,
+    meter: Option<Meter>,
+    /// A budget ran out mid-stream: the stream was ended.
+    quota_cut: bool,
     plan: Plan,
     started: Instant,
     /// Made only for SSE answers, so a request without a policy or log pays nothing.
@@ -85,6 +138,8 @@ impl Tap {
     pub fn new(plan: Plan, started: Instant) -> Tap {
         Tap {
             mode: Mode::Off,
+            meter: None,
+            quota_cut: false,
             plan,
             started,
             scanner: None,
@@ -101,14 +156,33 @@ impl Tap {
         }
     }
 
+    /// Hands the request's limit reservation to the tap (streams are metered).
+    pub fn set_meter(&mut self, m: Meter) {
+        self.meter = Some(m);
+    }
+
+    /// The reservation back, to settle it.
+    pub fn take_meter(&mut self) -> Option<Meter> {
+        self.meter.take()
+    }
+
+    /// Whether a budget ran out mid-stream.
+    pub fn quota_cut(&self) -> bool {
+        self.quota_cut
+    }
+
     /// The response head arrived: picks the mode from its status and content type.
     pub fn begin(&mut self, status: u16, event_stream: bool, json: bool) {
         self.status = status;
         self.ttfb_us = Some(self.started.elapsed().as_micros() as u64);
         let ok = (200..300).contains(&status);
         let redact = self.plan.redact.is_some();
+        let metered = self
+            .meter
+            .as_ref()
+            .is_some_and(|m| m.reservation.meters_output());
         self.mode = match (ok, event_stream, json) {
-            (true, true, _) if redact => Mode::RewriteSse,
+            (true, true, _) if redact || metered => Mode::RewriteSse,
             (true, false, true) if redact => Mode::RewriteJson,
             (_, true, _) if self.plan.observe || redact => Mode::ObserveSse,
             (_, false, true) if self.plan.observe || redact => Mode::ObserveJson,
@@ -175,13 +249,12 @@ impl Tap {
         if !matches!(self.mode, Mode::RewriteSse) {
             return Flow::Continue;
         }
-        if self.blocked.is_some() {
+        if self.blocked.is_some() || self.quota_cut {
             return Flow::Cut;
         }
-        let Some(det) = self.plan.redact.clone() else {
-            return Flow::Continue;
-        };
+        let det = self.plan.redact.clone();
         let started = self.started;
+        let mut counter = StreamCounter(self.plan.family);
         let Tap {
             scanner: Some(scanner),
             streams,
@@ -189,15 +262,37 @@ impl Tap {
             blocked,
             first_token_us,
             text,
+            meter,
+            quota_cut,
             ..
         } = self
         else {
             return Flow::Continue;
         };
         scanner.feed(data, |ev| {
-            if blocked.is_some() {
+            if blocked.is_some() || *quota_cut {
                 return;
             }
+            if let Some(m) = meter {
+                let n: u64 = ev.deltas().map(|d| counter.count(d.text)).sum();
+                if n > 0 && !m.take(n) {
+                    *quota_cut = true;
+                    end_event(
+                        ev.dialect().unwrap_or(Dialect::OpenAiChat),
+                        "rate_limit_exceeded",
+                        "The response was stopped: a token or cost limit of this API key ran out",
+                        out,
+                    );
+                    return;
+                }
+            }
+            let Some(det) = &det else {
+                if first_token_us.is_none() && ev.deltas().next().is_some() {
+                    *first_token_us = Some(started.elapsed().as_micros() as u64);
+                }
+                out.extend_from_slice(ev.raw());
+                return;
+            };
             let texts: Vec<(u32, &str)> = ev
                 .deltas()
                 .filter(|d| d.kind == DeltaKind::Text)
@@ -224,7 +319,7 @@ impl Tap {
                 return;
             };
             for (index, piece) in texts {
-                let s = stream_for(streams, index, &det);
+                let s = stream_for(streams, index, det);
                 text.clear();
                 if let Err(b) = s.redactor.push(piece, text) {
                     *blocked = Some(b.kind);
@@ -237,7 +332,7 @@ impl Tap {
             }
             write_event(ev.name(), &v, out);
         });
-        if self.blocked.is_some() {
+        if self.blocked.is_some() || self.quota_cut {
             Flow::Cut
         } else {
             Flow::Continue
@@ -325,6 +420,14 @@ impl Tap {
         e.response_pii = self.counts;
         if let Some(kind) = self.blocked {
             e.blocked_by = kind.as_str().to_string();
+        }
+        if self.quota_cut {
+            e.error = "rate_limit_exceeded";
+        }
+        // A stream that ended early (client gone, upstream reset, cut) still counts
+        // what it delivered.
+        if self.summary.is_none() {
+            self.summary = self.scanner.as_ref().map(|s| s.summary().clone());
         }
         let (usage, model, counted) = match (&self.mode, &self.summary) {
             (Mode::ObserveSse | Mode::RewriteSse, Some(s)) => {
@@ -474,6 +577,17 @@ fn block_event(dialect: Dialect, kind: EntityKind, out: &mut Vec<u8>) {
         "The response was stopped: it contained sensitive data ({}) that this route blocks",
         kind.as_str()
     );
+    end_event(dialect, "sensitive_data_blocked", &message, out);
+}
+
+/// The last event of a stream Weir ends early: an error in the upstream's dialect,
+/// then `[DONE]` for OpenAI's chat and completions streams.
+fn end_event(dialect: Dialect, code: &str, message: &str, out: &mut Vec<u8>) {
+    let typ = if code == "rate_limit_exceeded" {
+        "rate_limit_error"
+    } else {
+        "invalid_request_error"
+    };
     let err = |v: Value, out: &mut Vec<u8>| {
         let _ = serde_json::to_writer(&mut *out, &v);
     };
@@ -481,7 +595,7 @@ fn block_event(dialect: Dialect, kind: EntityKind, out: &mut Vec<u8>) {
         Dialect::Anthropic => {
             out.extend_from_slice(b"event: error\ndata: ");
             err(
-                serde_json::json!({"type":"error","error":{"type":"invalid_request_error","message":message}}),
+                serde_json::json!({"type":"error","error":{"type":typ,"message":message}}),
                 out,
             );
             out.extend_from_slice(b"\n\n");
@@ -489,7 +603,7 @@ fn block_event(dialect: Dialect, kind: EntityKind, out: &mut Vec<u8>) {
         Dialect::OpenAiResponses => {
             out.extend_from_slice(b"event: error\ndata: ");
             err(
-                serde_json::json!({"type":"error","code":"sensitive_data_blocked","message":message,"param":null}),
+                serde_json::json!({"type":"error","code":code,"message":message,"param":null}),
                 out,
             );
             out.extend_from_slice(b"\n\n");
@@ -497,7 +611,7 @@ fn block_event(dialect: Dialect, kind: EntityKind, out: &mut Vec<u8>) {
         Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
             out.extend_from_slice(b"data: ");
             err(
-                serde_json::json!({"error":{"message":message,"type":"invalid_request_error","param":null,"code":"sensitive_data_blocked"}}),
+                serde_json::json!({"error":{"message":message,"type":typ,"param":null,"code":code}}),
                 out,
             );
             out.extend_from_slice(b"\n\ndata: [DONE]\n\n");
