@@ -8,8 +8,9 @@
 //! significant digits) exported with fixed buckets; in-flight gauges are per-shard
 //! atomics with a single writer.
 //!
-//! Label values come from the config (routes, upstreams, rule ids) or are bounded:
-//! client-chosen model names beyond [`MAX_MODELS`] per route share the label `other`.
+//! Label values come from the config (routes, upstreams, consumers, rule ids, limits) or
+//! are bounded: beyond [`MAX_SERIES`] (model, consumer) pairs per route, further
+//! client-chosen model names share the label `other`.
 
 use crate::accesslog::Entry;
 use crate::inspect::pii::{EntityKind, KindCounts};
@@ -19,8 +20,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 
-/// Distinct model labels kept per route; the rest are counted as `other`.
-pub const MAX_MODELS: usize = 64;
+/// Distinct (model, consumer) series kept per route; further models are `other`.
+pub const MAX_SERIES: usize = 1024;
 
 /// Bucket bounds in seconds: request duration, time to first token, time per token.
 const DURATION_BUCKETS: [f64; 14] = [
@@ -55,19 +56,25 @@ impl Hist {
     }
 }
 
-/// Per model (within a route).
+/// Per model and consumer (within a route).
 #[derive(Clone, Default)]
 struct ModelStats {
     /// Status → requests.
     status: BTreeMap<u16, u64>,
     prompt_tokens: u64,
     completion_tokens: u64,
+    cost_micros: u64,
 }
 
 /// Per route.
 #[derive(Clone, Default)]
 struct RouteStats {
-    models: BTreeMap<String, ModelStats>,
+    /// Model → consumer → stats.
+    models: BTreeMap<String, BTreeMap<String, ModelStats>>,
+    /// (model, consumer) pairs in `models`.
+    series: usize,
+    /// (consumer, limit) → requests refused or streams ended by a limit.
+    rate_limited: BTreeMap<(String, String), u64>,
     /// Redactions by side (0 request, 1 response) and kind.
     redactions: [[u64; EntityKind::COUNT]; 2],
     /// Requests refused by a policy: guard rule id or entity kind → count.
@@ -113,21 +120,39 @@ impl Metrics {
         } else {
             e.model.as_str()
         };
-        let key = if route.models.contains_key(model) || route.models.len() < MAX_MODELS {
+        // Lookups borrow; keys are only allocated for a new series.
+        let known = route
+            .models
+            .get(model)
+            .is_some_and(|m| m.contains_key(e.consumer.as_str()));
+        let model = if known || route.series < MAX_SERIES {
             model
         } else {
             "other"
         };
-        let stats = match route.models.get_mut(key) {
+        let by_consumer = match route.models.get_mut(model) {
             Some(m) => m,
-            None => route.models.entry(key.to_string()).or_default(),
+            None => route.models.entry(model.to_string()).or_default(),
+        };
+        let stats = match by_consumer.get_mut(e.consumer.as_str()) {
+            Some(s) => s,
+            None => {
+                route.series += 1;
+                by_consumer.entry(e.consumer.clone()).or_default()
+            }
         };
         *stats.status.entry(e.status).or_default() += 1;
         stats.prompt_tokens += e.prompt_tokens.unwrap_or(0);
         stats.completion_tokens += e.completion_tokens.unwrap_or(0);
+        stats.cost_micros += e.cost_micros.unwrap_or(0);
         add_counts(&mut route.redactions[0], &e.request_pii);
         add_counts(&mut route.redactions[1], &e.response_pii);
-        if !e.blocked_by.is_empty() {
+        if e.error == "rate_limit_exceeded" {
+            *route
+                .rate_limited
+                .entry((e.consumer.clone(), e.blocked_by.clone()))
+                .or_default() += 1;
+        } else if !e.blocked_by.is_empty() {
             match route.blocked.get_mut(e.blocked_by.as_str()) {
                 Some(n) => *n += 1,
                 None => {
@@ -149,13 +174,21 @@ impl Metrics {
     pub fn merge(&mut self, other: &Metrics) {
         for (name, r) in &other.routes {
             let mine = self.routes.entry(name.clone()).or_default();
-            for (model, m) in &r.models {
-                let s = mine.models.entry(model.clone()).or_default();
+            for (model, consumer, m) in series(&r.models) {
+                let by_consumer = mine.models.entry(model.to_string()).or_default();
+                if !by_consumer.contains_key(consumer) {
+                    mine.series += 1;
+                }
+                let s = by_consumer.entry(consumer.to_string()).or_default();
                 for (status, n) in &m.status {
                     *s.status.entry(*status).or_default() += n;
                 }
                 s.prompt_tokens += m.prompt_tokens;
                 s.completion_tokens += m.completion_tokens;
+                s.cost_micros += m.cost_micros;
+            }
+            for (k, n) in &r.rate_limited {
+                *mine.rate_limited.entry(k.clone()).or_default() += n;
             }
             for side in 0..2 {
                 for (a, b) in mine.redactions[side].iter_mut().zip(r.redactions[side]) {
@@ -182,6 +215,15 @@ impl Metrics {
         self.upstream_errors.clear();
         self.unrouted.clear();
     }
+}
+
+/// Every (model, consumer, stats) of a route.
+fn series(
+    models: &BTreeMap<String, BTreeMap<String, ModelStats>>,
+) -> impl Iterator<Item = (&str, &str, &ModelStats)> {
+    models
+        .iter()
+        .flat_map(|(m, cs)| cs.iter().map(move |(c, s)| (m.as_str(), c.as_str(), s)))
 }
 
 fn add_counts(into: &mut [u64; EntityKind::COUNT], c: &KindCounts) {
@@ -264,16 +306,17 @@ impl Registry {
             &mut out,
             "weir_requests_total",
             "counter",
-            "Requests by route, model and status.",
+            "Requests by route, model, consumer and status.",
         );
         for (route, r) in &all.routes {
-            for (model, m) in &r.models {
+            for (model, consumer, m) in series(&r.models) {
                 for (status, n) in &m.status {
                     let _ = writeln!(
                         out,
-                        "weir_requests_total{{route=\"{}\",model=\"{}\",status=\"{status}\"}} {n}",
+                        "weir_requests_total{{route=\"{}\",model=\"{}\",consumer=\"{}\",status=\"{status}\"}} {n}",
                         esc(route),
-                        esc(model)
+                        esc(model),
+                        esc(consumer)
                     );
                 }
             }
@@ -281,23 +324,61 @@ impl Registry {
         for (status, n) in &all.unrouted {
             let _ = writeln!(
                 out,
-                "weir_requests_total{{route=\"\",model=\"\",status=\"{status}\"}} {n}"
+                "weir_requests_total{{route=\"\",model=\"\",consumer=\"\",status=\"{status}\"}} {n}"
             );
         }
-        header(&mut out, "weir_tokens_total", "counter", "Tokens by route, model and direction (as reported by the upstream, else counted by Weir).");
+        header(&mut out, "weir_tokens_total", "counter", "Tokens by route, model, consumer and direction (as reported by the upstream, else counted by Weir).");
         for (route, r) in &all.routes {
-            for (model, m) in &r.models {
+            for (model, consumer, m) in series(&r.models) {
                 for (dir, n) in [
                     ("prompt", m.prompt_tokens),
                     ("completion", m.completion_tokens),
                 ] {
                     let _ = writeln!(
                         out,
-                        "weir_tokens_total{{route=\"{}\",model=\"{}\",direction=\"{dir}\"}} {n}",
+                        "weir_tokens_total{{route=\"{}\",model=\"{}\",consumer=\"{}\",direction=\"{dir}\"}} {n}",
                         esc(route),
-                        esc(model)
+                        esc(model),
+                        esc(consumer)
                     );
                 }
+            }
+        }
+        header(
+            &mut out,
+            "weir_cost_usd_total",
+            "counter",
+            "Spend in USD by route, model and consumer, from the price table.",
+        );
+        for (route, r) in &all.routes {
+            for (model, consumer, m) in series(&r.models) {
+                if m.cost_micros > 0 {
+                    let _ = writeln!(
+                        out,
+                        "weir_cost_usd_total{{route=\"{}\",model=\"{}\",consumer=\"{}\"}} {}",
+                        esc(route),
+                        esc(model),
+                        esc(consumer),
+                        m.cost_micros as f64 / 1e6
+                    );
+                }
+            }
+        }
+        header(
+            &mut out,
+            "weir_rate_limited_total",
+            "counter",
+            "Requests refused (429) or streams ended by a limit, by route, consumer and limit.",
+        );
+        for (route, r) in &all.routes {
+            for ((consumer, limit), n) in &r.rate_limited {
+                let _ = writeln!(
+                    out,
+                    "weir_rate_limited_total{{route=\"{}\",consumer=\"{}\",limit=\"{}\"}} {n}",
+                    esc(route),
+                    esc(consumer),
+                    esc(limit)
+                );
             }
         }
         header(
@@ -478,13 +559,15 @@ mod tests {
         let text = reg.render(&[("weir_config_version", "Config version.", 3.0)]);
         assert!(
             text.contains(
-                "weir_requests_total{route=\"chat\",model=\"m\\\"1\",status=\"200\"} 2\n"
+                "weir_requests_total{route=\"chat\",model=\"m\\\"1\",consumer=\"\",status=\"200\"} 2\n"
             ),
             "{text}"
         );
-        assert!(text.contains("weir_requests_total{route=\"\",model=\"\",status=\"404\"} 1\n"));
         assert!(text.contains(
-            "weir_tokens_total{route=\"chat\",model=\"m\\\"1\",direction=\"completion\"} 33\n"
+            "weir_requests_total{route=\"\",model=\"\",consumer=\"\",status=\"404\"} 1\n"
+        ));
+        assert!(text.contains(
+            "weir_tokens_total{route=\"chat\",model=\"m\\\"1\",consumer=\"\",direction=\"completion\"} 33\n"
         ));
         assert!(text
             .contains("weir_redactions_total{route=\"chat\",side=\"request\",kind=\"email\"} 1\n"));
@@ -512,11 +595,38 @@ mod tests {
     #[test]
     fn model_labels_are_bounded() {
         let mut m = Metrics::default();
-        for i in 0..(MAX_MODELS + 10) {
+        for i in 0..(MAX_SERIES + 10) {
             m.record(&entry("r", &format!("model-{i}"), 200));
         }
         let r = &m.routes["r"];
-        assert_eq!(r.models.len(), MAX_MODELS + 1);
-        assert_eq!(r.models["other"].status[&200], 10);
+        assert_eq!(r.models.len(), MAX_SERIES + 1);
+        assert_eq!(r.models["other"][""].status[&200], 10);
+    }
+
+    #[test]
+    fn consumers_cost_and_rate_limits() {
+        let reg = Registry::new(1);
+        let mut m = Metrics::default();
+        let mut e = entry("chat", "gpt", 200);
+        e.consumer = "team-a".into();
+        e.cost_micros = Some(1500);
+        m.record(&e);
+        m.record(&e);
+        let mut e = entry("chat", "gpt", 429);
+        e.consumer = "team-a".into();
+        e.error = "rate_limit_exceeded";
+        e.blocked_by = "consumer team-a, per minute".into();
+        m.record(&e);
+        reg.publish(0, &mut m);
+        let text = reg.render(&[]);
+        assert!(text.contains("weir_requests_total{route=\"chat\",model=\"gpt\",consumer=\"team-a\",status=\"429\"} 1\n"), "{text}");
+        assert!(
+            text.contains(
+                "weir_cost_usd_total{route=\"chat\",model=\"gpt\",consumer=\"team-a\"} 0.003\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("weir_rate_limited_total{route=\"chat\",consumer=\"team-a\",limit=\"consumer team-a, per minute\"} 1\n"), "{text}");
+        assert!(!text.contains("weir_policy_blocks_total{"), "{text}");
     }
 }

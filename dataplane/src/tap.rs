@@ -70,6 +70,8 @@ pub struct Meter {
     /// Completion tokens counted so far.
     used: u64,
     price: Option<Price>,
+    /// The limit that ended the stream.
+    cut_by: Option<Arc<str>>,
 }
 
 impl Meter {
@@ -79,6 +81,7 @@ impl Meter {
             covered,
             used: 0,
             price,
+            cut_by: None,
         }
     }
 
@@ -93,7 +96,8 @@ impl Meter {
         if used > self.covered {
             let extra = used - self.covered;
             let cost = self.price.map_or(0, |p| p.output_cost(extra));
-            if self.reservation.charge(extra, cost, now_ns()).is_err() {
+            if let Err(d) = self.reservation.charge(extra, cost, now_ns()) {
+                self.cut_by = Some(d.label);
                 return false;
             }
             self.covered = used;
@@ -423,6 +427,9 @@ impl Tap {
         }
         if self.quota_cut {
             e.error = "rate_limit_exceeded";
+            if let Some(by) = self.meter.as_ref().and_then(|m| m.cut_by.as_deref()) {
+                e.blocked_by = by.to_string();
+            }
         }
         // A stream that ended early (client gone, upstream reset, cut) still counts
         // what it delivered.

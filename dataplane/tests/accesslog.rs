@@ -6,21 +6,6 @@ mod support;
 use std::time::{Duration, Instant};
 use support::*;
 
-fn read_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<serde_json::Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn usage_lines_for_streamed_and_plain_answers() {
     let up = Upstream::start(|req, s| {
@@ -149,52 +134,6 @@ policies:
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Kills the process when the test ends, even by a failed assertion.
-struct Kill(std::process::Child);
-
-impl Drop for Kill {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// `weir ARGS` with its stdout kept open; returns the data and status addresses.
-fn spawn_with_status(args: &[&str]) -> (Kill, std::net::SocketAddr, std::net::SocketAddr) {
-    use std::io::BufRead;
-    let mut child = std::process::Command::new(weir_bin())
-        .args(args)
-        .env("WEIR_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let child = Kill(child);
-    let mut addr = |want: &str| {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        assert!(line.contains(want), "{line}");
-        line.split("http://")
-            .nth(1)
-            .unwrap()
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
-    };
-    let data = addr("listening on");
-    let status = addr("status on");
-    // Keep the pipe open for the process's lifetime.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
-    (child, data, status)
-}
-
 #[test]
 fn metrics_are_scraped_merged_across_shards_and_valid() {
     let up = Upstream::start(|req, s| {
@@ -291,12 +230,12 @@ policies:
         .starts_with("text/plain; version=0.0.4"));
     let text = String::from_utf8(r.body.clone()).unwrap();
     for want in [
-        "weir_requests_total{route=\"chat\",model=\"llama\",status=\"200\"} 12\n",
-        "weir_requests_total{route=\"chat\",model=\"llama\",status=\"400\"} 1\n",
-        "weir_requests_total{route=\"broken\",model=\"none\",status=\"502\"} 1\n",
-        "weir_requests_total{route=\"\",model=\"\",status=\"404\"} 1\n",
+        "weir_requests_total{route=\"chat\",model=\"llama\",consumer=\"\",status=\"200\"} 12\n",
+        "weir_requests_total{route=\"chat\",model=\"llama\",consumer=\"\",status=\"400\"} 1\n",
+        "weir_requests_total{route=\"broken\",model=\"none\",consumer=\"\",status=\"502\"} 1\n",
+        "weir_requests_total{route=\"\",model=\"\",consumer=\"\",status=\"404\"} 1\n",
         // 6 × 3 prompt tokens reported + the 6 streams' own estimates; 6 × 1 + 6 × 3 completion.
-        "weir_tokens_total{route=\"chat\",model=\"llama\",direction=\"completion\"} 24\n",
+        "weir_tokens_total{route=\"chat\",model=\"llama\",consumer=\"\",direction=\"completion\"} 24\n",
         "weir_redactions_total{route=\"chat\",side=\"request\",kind=\"email\"} 6\n",
         "weir_policy_blocks_total{route=\"chat\",by=\"injection\"} 1\n",
         "weir_upstream_errors_total{upstream=\"dead\",code=\"upstream_connect_failed\"} 1\n",
@@ -309,33 +248,7 @@ policies:
     }
 
     // The exposition passes promtool (Debian package `prometheus`; CI requires it).
-    let promtool = std::env::var("PROMTOOL").unwrap_or_else(|_| "promtool".into());
-    match std::process::Command::new(&promtool)
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    {
-        Ok(mut p) => {
-            use std::io::Write;
-            p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
-            let out = p.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "promtool: {}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        Err(e) => {
-            assert!(
-                std::env::var_os("WEIR_REQUIRE_PROMTOOL").is_none(),
-                "promtool is required here: {e}"
-            );
-            eprintln!("promtool not found ({e}); exposition not checked by it");
-        }
-    }
+    promtool_check(&text);
     let r = request(status, &get("/healthz")).unwrap();
     assert_eq!(r.status, 200);
     let _ = std::fs::remove_dir_all(&dir);

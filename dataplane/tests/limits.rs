@@ -272,3 +272,75 @@ routes: [{{path_prefix: /v1/, upstream: up, limits: [{{window: minute, tokens: 1
     assert!(msg.contains("too large"), "{msg}");
     assert!(up.recorded().is_empty());
 }
+
+#[test]
+fn usage_log_and_metrics_carry_consumer_cost_and_limits() {
+    let up = usage_upstream(Duration::ZERO);
+    let dir = std::env::temp_dir().join(format!("weir-limits-obs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("usage.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let cfg = dir.join("weir.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+listeners: ["127.0.0.1:0"]
+upstreams: [{{name: up, targets: ["http://{addr}"]}}]
+routes: [{{name: chat, path_prefix: /v1/, upstream: up}}]
+prices:
+  - {{models: ["gpt-4o*"], input: 2.5, output: 10}}
+consumers:
+  - name: team
+    keys: [{{id: k, hash: "{h}"}}]
+    limits: [{{window: hour, requests: 2}}]
+"#,
+            addr = up.addr,
+            h = hash_key(b"wk-team", [1; 16]),
+        ),
+    )
+    .unwrap();
+    let (_weir, data, status) = spawn_with_status(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "--shards",
+        "1",
+        "--status-listen",
+        "127.0.0.1:0",
+        "--access-log",
+        log.to_str().unwrap(),
+    ]);
+    let body = r#"{"model":"gpt-4o","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}"#;
+    let statuses: Vec<u16> = (0..3)
+        .map(|_| {
+            request(data, &keyed("/v1/chat/completions", body, "wk-team"))
+                .unwrap()
+                .status
+        })
+        .collect();
+    assert_eq!(statuses, [200, 200, 429]);
+    let lines = read_lines(&log, 3);
+    assert_eq!(lines.len(), 3);
+    // 10 prompt × 2.5 µ$ + 20 completion × 10 µ$ = 225 µ$.
+    assert_eq!(lines[0]["consumer"], "team");
+    assert_eq!(lines[0]["cost_usd"], 0.000225);
+    assert_eq!(lines[2]["status"], 429);
+    assert_eq!(lines[2]["error"], "rate_limit_exceeded");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(!text.contains("wk-team"), "no credential in the log");
+
+    std::thread::sleep(Duration::from_millis(200));
+    let r = request(status, &get("/metrics")).unwrap();
+    let text = String::from_utf8(r.body).unwrap();
+    for want in [
+        "weir_requests_total{route=\"chat\",model=\"gpt-4o\",consumer=\"team\",status=\"200\"} 2\n",
+        "weir_requests_total{route=\"chat\",model=\"gpt-4o\",consumer=\"team\",status=\"429\"} 1\n",
+        "weir_tokens_total{route=\"chat\",model=\"gpt-4o\",consumer=\"team\",direction=\"completion\"} 40\n",
+        "weir_cost_usd_total{route=\"chat\",model=\"gpt-4o\",consumer=\"team\"} 0.00045\n",
+        "weir_rate_limited_total{route=\"chat\",consumer=\"team\",limit=\"consumer team, per hour\"} 1\n",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    promtool_check(&text);
+    let _ = std::fs::remove_dir_all(&dir);
+}
