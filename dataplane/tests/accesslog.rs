@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::*;
 
 #[test]
