@@ -1,5 +1,5 @@
 //! Entity collections on top of the config document, in the manner of Kong's Admin API:
-//! upstreams, routes, model aliases, policies and consumers can be listed, read, created,
+//! upstreams, routes, model aliases, policies, consumers and consumer groups can be listed, read, created,
 //! replaced and deleted one by one; consumer keys are made here (returned once, stored
 //! as salted hashes) and revoked. Each write reads the current document, changes one entity, validates the
 //! whole document with the dataplane's compile step and stores it as a new version,
@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use weir::auth::{ConsumerConfig, KeyConfig};
+use weir::auth::{ConsumerConfig, ConsumerGroupConfig, KeyConfig};
 use weir::config::{Config, PolicyConfig, RouteConfig, UpstreamConfig};
 
 pub fn routes() -> Router<AppState> {
     let r = named::<UpstreamConfig>(Router::new(), "/v1/upstreams");
     let r = named::<PolicyConfig>(r, "/v1/policies");
     let r = named::<ConsumerConfig>(r, "/v1/consumers");
+    let r = named::<ConsumerGroupConfig>(r, "/v1/consumer_groups");
     r.route("/v1/consumers/{name}/keys", axum::routing::post(create_key))
         .route(
             "/v1/consumers/{name}/keys/{id}",
@@ -172,6 +173,7 @@ macro_rules! named_entity {
 named_entity!(UpstreamConfig, "upstream", upstreams);
 named_entity!(PolicyConfig, "policy", policies);
 named_entity!(ConsumerConfig, "consumer", consumers);
+named_entity!(ConsumerGroupConfig, "consumer group", consumer_groups);
 
 async fn list_named<T: Named>(State(st): State<AppState>) -> Result<Response, ApiError> {
     let (v, mut cfg) = current(&st)?;

@@ -399,12 +399,14 @@ fn the_openapi_document_is_served_and_lists_every_route() {
         "/v1/consumers/{name}",
         "/v1/consumers/{name}/keys",
         "/v1/consumers/{name}/keys/{id}",
+        "/v1/consumer_groups",
+        "/v1/consumer_groups/{name}",
     ] {
         assert!(paths.contains(&p), "{p} missing from openapi.json");
     }
     assert_eq!(
         paths.len(),
-        21,
+        23,
         "openapi.json lists a route the admin does not serve"
     );
 }
@@ -743,4 +745,73 @@ fn entities_have_stable_ids_and_answer_to_them() {
         200
     );
     assert_eq!(admin.call("GET", "/v1/upstreams/a", "", "").status, 404);
+}
+
+#[test]
+fn consumer_groups_and_limits_through_the_admin() {
+    let dir = tempdir("groups");
+    let admin = Admin::start(&dir);
+    let a = named("A");
+    let json = "Content-Type: application/json\r\n";
+    assert_eq!(admin.put(&config_to(&a)).status, 200);
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "A", Duration::from_secs(5));
+
+    let r = admin.call(
+        "POST",
+        "/v1/consumer_groups",
+        r#"{"name":"team","limits":[{"window":"hour","requests":10}]}"#,
+        json,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = admin.call(
+        "POST",
+        "/v1/consumer_groups",
+        r#"{"name":"bad","limits":[{"window":"fortnight","requests":2}]}"#,
+        json,
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["error"]["path"],
+        "consumer_groups[1].limits[0].window"
+    );
+    let r = admin.call(
+        "POST",
+        "/v1/consumers",
+        r#"{"name":"dev","group":"team"}"#,
+        json,
+    );
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let r = admin.call("POST", "/v1/consumers/dev/keys", r#"{"id":"k"}"#, json);
+    let key = r.json()["entity"]["key"].as_str().unwrap().to_string();
+    let req = move || {
+        format!("GET /v1/models HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer {key}\r\n\r\n")
+            .into_bytes()
+    };
+    // Once the key is live on the node: the group's budget of ten requests an hour
+    // holds over both shards, then 429 with Retry-After.
+    let start = Instant::now();
+    let (mut ok, mut refused) = (0, None);
+    while refused.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{ok} served, no 429"
+        );
+        let r = request(gw.addr, &req()).unwrap();
+        match r.status {
+            200 => ok += 1,
+            401 => thread::sleep(Duration::from_millis(10)),
+            429 => refused = Some(r),
+            s => panic!("status {s}"),
+        }
+    }
+    assert_eq!(ok, 10);
+    assert!(refused.unwrap().header("retry-after").is_some());
+    // A group with members cannot be deleted.
+    assert_eq!(
+        admin
+            .call("DELETE", "/v1/consumer_groups/team", "", "")
+            .status,
+        422
+    );
 }
