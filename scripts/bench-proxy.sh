@@ -9,7 +9,9 @@
 #   TARGETS="direct nginx weir weir-full" scripts/bench-proxy.sh
 #
 # `weir-full` is Weir with everything a platform turns on: an API key checked per
-# request, a policy with a prompt guard and request PII redaction on the route, the
+# request, request and token limits (consumer, consumer x model and route budgets, set
+# high enough never to refuse, so every request is reserved, metered and settled), a
+# price table, a policy with a prompt guard and request PII redaction on the route, the
 # access log written to a file, and Prometheus metrics on a status port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,7 +99,14 @@ KEY_HASH="$(echo "$BENCH_KEY" | ./target/release/weir --hash-key | sed -n 's/^ha
 cat > "$WORK/weir-full.yaml" <<CONF
 listeners: ["127.0.0.1:0"]
 upstreams: [{name: mock, targets: ["http://$MOCK_ADDR"]}]
-routes: [{name: chat, path_prefix: /, upstream: mock, policy: standard}]
+routes:
+  - name: chat
+    path_prefix: /
+    upstream: mock
+    policy: standard
+    limits: [{window: second, requests: 100000000}]
+prices:
+  - {models: ["m", "gpt-4o*"], input: 2.5, output: 10}
 policies:
   - name: standard
     guard:
@@ -107,6 +116,9 @@ policies:
 consumers:
   - name: bench
     keys: [{id: k1, hash: "$KEY_HASH"}]
+    limits:
+      - {window: minute, requests: 100000000, tokens: 100000000000}
+      - {window: day, tokens: 100000000000, cost: 1000000, per_model: true}
 CONF
 FULL_LOG="$WORK/weir-full.log"
 taskset -c "$PROXY_CPU" ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
