@@ -1,6 +1,6 @@
 //! Criterion benches for the per-request CPU work outside the kernel: parsing the request
 //! head, scanning the JSON body, parsing the upstream response head, and walking a
-//! chunked SSE body. Run: `cargo bench -p weir-dataplane --bench hot_path`.
+//! chunked SSE body, and a limit reservation (admit, then settle). Run: `cargo bench -p weir-dataplane --bench hot_path`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -8,6 +8,7 @@ use weir::http::chunked::ChunkedDecoder;
 use weir::http::request::{self, HeadLimits, RequestHead};
 use weir::http::response::{self, ResponseHead};
 use weir::inspect::request::Scanner;
+use weir::limits::{now_ns, LimitConfig, Registry, Reservation, Usage};
 
 const HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway.internal:8080\r\nUser-Agent: OpenAI/Python 1.54.0\r\nAccept: application/json\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-test-0123456789abcdef\r\nX-Stainless-Lang: python\r\nX-Stainless-Package-Version: 1.54.0\r\nContent-Length: 4096\r\n\r\n";
 
@@ -78,6 +79,39 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // A consumer with a minute budget (requests + tokens) and a per-model day budget
+    // (tokens + cost): five buckets taken at admission and settled at the end.
+    let reg = Registry::default();
+    let limits: Vec<_> = [
+        "{window: minute, requests: 100000000000, tokens: 100000000000000}",
+        "{window: day, tokens: 100000000000000, cost: 1000000000, per_model: true}",
+    ]
+    .iter()
+    .map(|y| {
+        serde_yaml::from_str::<LimitConfig>(y)
+            .unwrap()
+            .compile("consumer bench", "x", &reg)
+            .unwrap()
+    })
+    .collect();
+    let want = Usage {
+        prompt: 900,
+        completion: 256,
+        cost: 4800,
+    };
+    let used = Usage {
+        prompt: 900,
+        completion: 120,
+        cost: 3450,
+    };
+    c.bench_function("limits/admit_and_settle_5_buckets", |b| {
+        b.iter(|| {
+            let now = now_ns();
+            let r = Reservation::admit(&limits, black_box("gpt-4o"), want, now).unwrap();
+            r.settle(used, now);
+        })
+    });
 }
 
 criterion_group!(hot, benches);

@@ -9,10 +9,12 @@
 //! with an optional expiry.
 
 use crate::config::ModelPattern;
+use crate::jwt::{looks_like_jwt, JwtConfig, JwtRefusal, JwtVerifier, VerifiedCache};
 use crate::limits::{Limit, LimitConfig, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A consumer, as configured.
@@ -133,6 +135,9 @@ struct StoredKey {
 pub struct Auth {
     pub consumers: Vec<Consumer>,
     by_lookup: HashMap<u64, Vec<StoredKey>>,
+    by_name: HashMap<String, usize>,
+    /// Bearer JWTs, whose consumer claim names a consumer.
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// Why a credential was refused (the message never contains the key).
@@ -141,15 +146,58 @@ pub enum Refusal {
     Missing,
     Invalid,
     Expired,
+    /// A JWT failed a check.
+    Jwt(JwtRefusal),
+    /// A valid JWT whose consumer claim names no consumer.
+    UnknownSubject,
+}
+
+impl Refusal {
+    /// The 401 message (never the credential).
+    pub fn message(self) -> &'static str {
+        match self {
+            Refusal::Missing => {
+                "You didn't provide an API key (Authorization: Bearer KEY, or x-api-key)."
+            }
+            Refusal::Invalid => "Incorrect API key provided.",
+            Refusal::Expired => "The API key provided has expired.",
+            Refusal::Jwt(r) => match r {
+                JwtRefusal::Malformed => "Invalid bearer token: malformed.",
+                JwtRefusal::UnsupportedAlg => {
+                    "Invalid bearer token: its algorithm is not accepted."
+                }
+                JwtRefusal::UnknownKey => {
+                    "Invalid bearer token: its signing key is not recognized."
+                }
+                JwtRefusal::BadSignature => "Invalid bearer token: bad signature.",
+                JwtRefusal::Expired => "Invalid bearer token: it has expired.",
+                JwtRefusal::NotYetValid => "Invalid bearer token: it is not valid yet.",
+                JwtRefusal::WrongIssuer => "Invalid bearer token: its issuer is not accepted.",
+                JwtRefusal::WrongAudience => "Invalid bearer token: its audience is not accepted.",
+                JwtRefusal::MissingClaim => "Invalid bearer token: a required claim is missing.",
+            },
+            Refusal::UnknownSubject => "The bearer token's subject is not a known consumer.",
+        }
+    }
 }
 
 impl Auth {
     pub fn compile(
         cfg: &[ConsumerConfig],
         groups: &[ConsumerGroupConfig],
+        jwt: Option<&JwtConfig>,
         reg: &Registry,
     ) -> Result<Auth, (String, String)> {
         let mut auth = Auth::default();
+        if let Some(j) = jwt {
+            if cfg.is_empty() {
+                return Err((
+                    "jwt".into(),
+                    "JWTs name a consumer (`consumer_claim`): configure `consumers` too".into(),
+                ));
+            }
+            auth.jwt = Some(Arc::new(JwtVerifier::compile(j)?));
+        }
         // Groups first: (models, routes, shared limits) by name.
         let mut by_group = HashMap::new();
         for (i, g) in groups.iter().enumerate() {
@@ -217,6 +265,7 @@ impl Auth {
                     expires,
                 });
             }
+            auth.by_name.insert(c.name.clone(), i);
             auth.consumers.push(Consumer {
                 name: c.name.clone(),
                 models,
@@ -229,6 +278,41 @@ impl Auth {
 
     pub fn is_on(&self) -> bool {
         !self.consumers.is_empty()
+    }
+
+    /// The consumer a presented credential belongs to: a bearer JWT when JWTs are on
+    /// and it looks like one (verified once per token and shard, then cached until
+    /// it expires), else an API key.
+    pub fn identify(
+        &self,
+        credential: Option<&[u8]>,
+        jwt_cache: &mut VerifiedCache,
+        now: SystemTime,
+    ) -> Result<&Consumer, Refusal> {
+        if let (Some(v), Some(token)) = (
+            &self.jwt,
+            credential.and_then(|c| std::str::from_utf8(c).ok()),
+        ) {
+            if looks_like_jwt(token) {
+                let subject = match jwt_cache.get(token, now) {
+                    Some(hit) => hit.subject.as_str(),
+                    None => {
+                        let verified = v.verify(token, now).map_err(Refusal::Jwt)?;
+                        jwt_cache.insert(token, verified);
+                        match jwt_cache.get(token, now) {
+                            Some(hit) => hit.subject.as_str(),
+                            None => return Err(Refusal::Jwt(JwtRefusal::Expired)),
+                        }
+                    }
+                };
+                return self
+                    .by_name
+                    .get(subject)
+                    .and_then(|&i| self.consumers.get(i))
+                    .ok_or(Refusal::UnknownSubject);
+            }
+        }
+        self.check(credential, now).map(|(c, _)| c)
     }
 
     /// The consumer a presented key belongs to, and the key's id.
@@ -380,7 +464,7 @@ mod tests {
     }
 
     fn compile(c: &[ConsumerConfig]) -> Result<Auth, (String, String)> {
-        Auth::compile(c, &[], &Registry::default())
+        Auth::compile(c, &[], None, &Registry::default())
     }
 
     #[test]
@@ -397,7 +481,7 @@ mod tests {
         b.models = vec!["gpt*".into()];
         consumers.push(b);
         let reg = Registry::default();
-        let auth = Auth::compile(&consumers, &groups, &reg).unwrap();
+        let auth = Auth::compile(&consumers, &groups, None, &reg).unwrap();
         let (a, b) = (&auth.consumers[0], &auth.consumers[1]);
         assert!(a.may_use_model("llama-3") && !a.may_use_model("gpt-4o"));
         assert!(b.may_use_model("gpt-4o") && !b.may_use_model("llama-3"));
@@ -409,7 +493,9 @@ mod tests {
         assert_eq!(r.headroom(Unit::Requests, 1).unwrap().remaining, 3);
         consumers[0].group = Some("nope".into());
         assert_eq!(
-            Auth::compile(&consumers, &groups, &reg).unwrap_err().0,
+            Auth::compile(&consumers, &groups, None, &reg)
+                .unwrap_err()
+                .0,
             "consumers[0].group"
         );
     }

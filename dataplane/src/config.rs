@@ -62,6 +62,9 @@ pub struct Config {
     /// API consumers; when any is configured, every request needs a key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumers: Vec<ConsumerConfig>,
+    /// Bearer JWTs (HS256, RS256, ES256) as credentials; a claim names the consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<crate::jwt::JwtConfig>,
     /// Groups of consumers: shared defaults and shared limits.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub consumer_groups: Vec<ConsumerGroupConfig>,
@@ -333,6 +336,7 @@ impl Config {
             policies: Vec::new(),
             token_estimate: TokenEstimateConfig::default(),
             consumers: Vec::new(),
+            jwt: None,
             consumer_groups: Vec::new(),
             prices: Vec::new(),
             completion_reserve: default_completion_reserve(),
@@ -799,6 +803,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         auth: Auth::compile(
             &cfg.consumers,
             &cfg.consumer_groups,
+            cfg.jwt.as_ref(),
             crate::limits::registry(),
         )
         .map_err(|(path, m)| cerr(path, m))?,

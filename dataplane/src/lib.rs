@@ -13,6 +13,7 @@ pub mod control;
 pub mod error;
 pub mod http;
 pub mod inspect;
+pub mod jwt;
 pub mod limits;
 pub mod logging;
 pub mod metrics;

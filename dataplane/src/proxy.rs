@@ -21,7 +21,7 @@
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
 use crate::accesslog::{Entry, Source};
-use crate::auth::{self, Refusal};
+use crate::auth;
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
 use crate::http::chunked::{encode_chunk, ChunkedDecoder};
@@ -225,19 +225,14 @@ fn prepare(
     let path = head.path(req.head_buf);
     // Who is asking, before anything else is looked at.
     let consumer = if snap.auth.is_on() {
-        let key = auth::credential(head, req.head_buf);
-        match snap.auth.check(key, SystemTime::now()) {
-            Ok((c, _)) => Some(c),
-            Err(why) => return Err(Error::new(
-                ErrorKind::Unauthorized,
-                match why {
-                    Refusal::Missing => {
-                        "You didn't provide an API key (Authorization: Bearer KEY, or x-api-key)."
-                    }
-                    Refusal::Invalid => "Incorrect API key provided.",
-                    Refusal::Expired => "The API key provided has expired.",
-                },
-            )),
+        let credential = auth::credential(head, req.head_buf);
+        let mut cache = shard.jwt_cache(snap.auth.jwt.as_ref());
+        match snap
+            .auth
+            .identify(credential, &mut cache, SystemTime::now())
+        {
+            Ok(c) => Some(c),
+            Err(why) => return Err(Error::new(ErrorKind::Unauthorized, why.message())),
         }
     } else {
         None

@@ -6,6 +6,7 @@ use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
 use crate::config::Snapshot;
 use crate::inspect::pii::RedactState;
 use crate::inspect::request::Scanner;
+use crate::jwt::{JwtVerifier, VerifiedCache};
 use crate::metrics::{Gauges, Metrics, Registry};
 use crate::upstream::Pools;
 use arc_swap::{ArcSwap, Cache};
@@ -86,6 +87,9 @@ pub struct Shard {
     pub scanner: RefCell<Scanner>,
     /// Placeholder memory of the request being redacted (cleared per request).
     pub redact_state: RefCell<RedactState>,
+    /// Verified JWTs, and the verifier they were verified by (the cache is emptied
+    /// when a new snapshot brings another).
+    jwt_cache: RefCell<(Option<Arc<JwtVerifier>>, VerifiedCache)>,
     /// Access-log lines not yet handed to the writer.
     log_buf: RefCell<Vec<u8>>,
     /// Metrics recorded since the last publish.
@@ -115,6 +119,7 @@ impl Shard {
             pools: Pools::default(),
             scanner: RefCell::new(Scanner::new()),
             redact_state: RefCell::new(RedactState::new()),
+            jwt_cache: RefCell::new((None, VerifiedCache::new())),
             log_buf: RefCell::new(Vec::new()),
             metrics: RefCell::new(Metrics::default()),
             draining: Cell::new(false),
@@ -131,6 +136,25 @@ impl Shard {
 
     /// Whether finished requests are recorded (access log or metrics): then the proxy
     /// fills in the entry and the response tap watches for usage.
+    /// This shard's cache of tokens verified by `verifier`.
+    pub fn jwt_cache(
+        &self,
+        verifier: Option<&Arc<JwtVerifier>>,
+    ) -> std::cell::RefMut<'_, VerifiedCache> {
+        let mut c = self.jwt_cache.borrow_mut();
+        // Holding the verifier keeps its address from being reused by another.
+        let same = match (&c.0, verifier) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        };
+        if !same {
+            c.0 = verifier.cloned();
+            c.1.clear();
+        }
+        std::cell::RefMut::map(c, |c| &mut c.1)
+    }
+
     pub fn observing(&self) -> bool {
         self.shared.access_log.is_some() || self.shared.metrics.is_some()
     }

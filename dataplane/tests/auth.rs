@@ -176,3 +176,186 @@ fn key_tool_prints_a_hash_the_config_accepts() {
     );
     assert_eq!(request(gw.addr, &bad).unwrap().status, 401);
 }
+
+// ---------------------------------------------------------------- JWT
+
+fn b64(data: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(data)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `header.claims` and a signature made by `sign`.
+fn jwt(alg: &str, claims: &serde_json::Value, sign: &dyn Fn(&[u8]) -> Vec<u8>) -> String {
+    let header = serde_json::json!({"alg": alg, "typ": "JWT"});
+    let input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let sig = sign(input.as_bytes());
+    format!("{input}.{}", b64(&sig))
+}
+
+#[test]
+fn jwt_bearer_tokens_map_to_consumers() {
+    use ring::signature::{EcdsaKeyPair, KeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+    const SECRET: &str = "hs256-secret-for-weir-tests-0123456789";
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let ec =
+        EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+    // SPKI of a P-256 public key: a fixed prefix, then the uncompressed point.
+    let mut spki = vec![
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08,
+        0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    spki.extend_from_slice(ec.public_key().as_ref());
+    let pem = {
+        use base64::Engine as _;
+        let body = base64::engine::general_purpose::STANDARD.encode(&spki);
+        // PEM lines are 64 characters at most (RFC 7468).
+        let (a, b) = body.split_at(64);
+        format!("-----BEGIN PUBLIC KEY-----\n{a}\n{b}\n-----END PUBLIC KEY-----\n")
+    };
+    let up = Upstream::echo();
+    let yaml = format!(
+        r#"
+listeners: ["127.0.0.1:0"]
+upstreams: [{{name: up, targets: ["http://{addr}"]}}]
+routes: [{{path_prefix: /v1/, upstream: up}}]
+jwt:
+  issuer: https://idp.example
+  audience: weir
+  keys:
+    - {{alg: HS256, secret: "{SECRET}"}}
+    - alg: ES256
+      kid: ec-1
+      public_key_pem: |
+{pem}
+consumers:
+  - {{name: team-a, models: ["gpt-4o*"]}}
+  - {{name: team-b, keys: [{{id: k, hash: "{hb}"}}]}}
+"#,
+        addr = up.addr,
+        pem = pem
+            .lines()
+            .map(|l| format!("        {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        hb = hash_key(b"wk-team-b", [9; 16]),
+    );
+    let gw = Gateway::start(&yaml, 1);
+    let hs = |msg: &[u8]| {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, SECRET.as_bytes());
+        ring::hmac::sign(&key, msg).as_ref().to_vec()
+    };
+    let now = unix_now();
+    let claims = |sub: &str, exp: u64, iss: &str| serde_json::json!({"sub": sub, "iss": iss, "aud": ["weir", "other"], "exp": exp, "iat": now});
+    let good = claims("team-a", now + 600, "https://idp.example");
+    let chat = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let call = |token: &str, body: &str| {
+        request(
+            gw.addr,
+            &with_headers(
+                "/v1/chat/completions",
+                body,
+                &[("Authorization", &format!("Bearer {token}"))],
+                "application/json",
+            ),
+        )
+        .unwrap()
+    };
+
+    // Valid HS256 and ES256 tokens name team-a; the token never goes upstream.
+    let es = |msg: &[u8]| ec.sign(&rng, msg).unwrap().as_ref().to_vec();
+    let es_token = {
+        let header = serde_json::json!({"alg": "ES256", "kid": "ec-1"});
+        let input = format!(
+            "{}.{}",
+            b64(header.to_string().as_bytes()),
+            b64(good.to_string().as_bytes())
+        );
+        format!("{input}.{}", b64(&es(input.as_bytes())))
+    };
+    for token in [jwt("HS256", &good, &hs), es_token] {
+        for _ in 0..2 {
+            // Twice: the second is served from the shard's cache.
+            let r = call(&token, chat);
+            assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            assert_eq!(up.last().header("authorization"), None);
+        }
+    }
+    // The consumer's model list applies.
+    let r = call(
+        &jwt("HS256", &good, &hs),
+        r#"{"model":"llama","messages":[]}"#,
+    );
+    assert_eq!(r.status, 403);
+
+    // One signature character changed in the middle (the last one carries padding bits).
+    let mut tampered = jwt("HS256", &good, &hs).into_bytes();
+    let at = tampered.iter().rposition(|&b| b == b'.').unwrap() + 5;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let refused = [
+        (tampered, "bad signature"),
+        (
+            jwt(
+                "HS256",
+                &claims("team-a", now - 3600, "https://idp.example"),
+                &hs,
+            ),
+            "expired",
+        ),
+        (
+            jwt(
+                "HS256",
+                &claims("team-a", now + 600, "https://evil.example"),
+                &hs,
+            ),
+            "issuer",
+        ),
+        (
+            jwt(
+                "HS256",
+                &claims("nobody", now + 600, "https://idp.example"),
+                &hs,
+            ),
+            "not a known consumer",
+        ),
+        (jwt("none", &good, &|_| Vec::new()), "algorithm"),
+        (
+            jwt("HS256", &good, &|m: &[u8]| {
+                let key = ring::hmac::Key::new(
+                    ring::hmac::HMAC_SHA256,
+                    b"another-secret-another-secret-xx",
+                );
+                ring::hmac::sign(&key, m).as_ref().to_vec()
+            }),
+            "bad signature",
+        ),
+    ];
+    let before = up.recorded().len();
+    for (token, why) in &refused {
+        let r = call(token, chat);
+        assert_eq!(r.status, 401, "{why}");
+        assert_eq!(r.error_code(), "invalid_api_key");
+        let m = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(m.contains(why), "{why}: {m}");
+        assert!(!m.contains("eyJ"), "the token is never echoed: {m}");
+    }
+    assert_eq!(
+        up.recorded().len(),
+        before,
+        "refusals never reach the upstream"
+    );
+    // API keys keep working beside JWTs.
+    assert_eq!(call("wk-team-b", chat).status, 200);
+}
