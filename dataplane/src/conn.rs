@@ -4,6 +4,7 @@
 //! stay in the read buffer and are answered in order.
 
 use crate::accesslog::Entry;
+use crate::auth;
 use crate::config::Snapshot;
 use crate::error::{Error, ErrorKind};
 use crate::http::chunked::ChunkedDecoder;
@@ -117,6 +118,30 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 .path
                 .push_str(&String::from_utf8_lossy(c.head.path(buf)));
         }
+        // Who is asking, before the body is read: an unknown client cannot make the
+        // shard read (or `100 Continue`) a body of up to the size limit. The connection
+        // is closed after the 401, since the body stays unread.
+        let consumer = if snap.auth.is_on() {
+            let credential = auth::credential(&c.head, &c.rbuf[head_start..head_end]);
+            let identified = {
+                let mut cache = shard.jwt_cache(snap.auth.jwt.as_ref());
+                snap.auth
+                    .identify(credential, &mut cache, std::time::SystemTime::now())
+            };
+            match identified {
+                Ok(consumer) => Some(consumer),
+                Err(why) => {
+                    let e = Error::new(ErrorKind::Unauthorized, why.message());
+                    c.reply_error(&e, &request_id, true).await;
+                    if logging {
+                        log_error(&shard, &mut entry, &e, started, &request_id);
+                    }
+                    return;
+                }
+            }
+        } else {
+            None
+        };
         let next = match c.read_body(&snap).await {
             Ok(next) => next,
             Err(NoRequest::Close) => return,
@@ -146,6 +171,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             request_id: &request_id,
             generated_id,
             started,
+            consumer,
         };
         let outcome = proxy::handle(
             &shard,

@@ -1,6 +1,8 @@
 //! The way of one request through a shard, in order:
 //!
-//! 1. [`prepare`]: check the API key, scan the body once (model, stream, texts),
+//! 0. (In [`crate::conn`], before the body is read: who is asking, by API key or JWT;
+//!    401 otherwise.)
+//! 1. [`prepare`]: scan the body once (model, stream, texts),
 //!    resolve model aliases, route to an upstream pool, apply the route's policy (prompt
 //!    guard, PII redaction), reserve the request's worst case from every limit that
 //!    applies (429 when one refuses), and write the upstream request (hop-by-hop
@@ -21,7 +23,7 @@
 //! (see [`crate::error`]); after it, the only honest signal is closing the connection.
 
 use crate::accesslog::{Entry, Source};
-use crate::auth;
+use crate::auth::{self, Consumer};
 use crate::config::{NoRoute, Policy, Snapshot, Target, Upstream};
 use crate::error::{write_json_escaped, Error, ErrorKind};
 use crate::http::chunked::{encode_chunk, ChunkedDecoder};
@@ -40,7 +42,7 @@ use glommio::net::TcpStream;
 use std::io;
 use std::ops::Range;
 use std::os::unix::io::AsRawFd;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 
 /// Largest upstream response head accepted.
 const MAX_RESPONSE_HEAD: usize = 32 * 1024;
@@ -57,6 +59,9 @@ pub struct Request<'a> {
     pub generated_id: bool,
     /// When the request head was complete: durations, TTFB and TTFT count from here.
     pub started: Instant,
+    /// The consumer the credential named (checked before the body was read); `None`
+    /// when authentication is off.
+    pub consumer: Option<&'a Consumer>,
 }
 
 /// How the exchange ended.
@@ -223,20 +228,7 @@ fn prepare(
 ) -> Result<Prepared, Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
-    // Who is asking, before anything else is looked at.
-    let consumer = if snap.auth.is_on() {
-        let credential = auth::credential(head, req.head_buf);
-        let mut cache = shard.jwt_cache(snap.auth.jwt.as_ref());
-        match snap
-            .auth
-            .identify(credential, &mut cache, SystemTime::now())
-        {
-            Ok(c) => Some(c),
-            Err(why) => return Err(Error::new(ErrorKind::Unauthorized, why.message())),
-        }
-    } else {
-        None
-    };
+    let consumer = req.consumer;
     if let Some(c) = consumer {
         entry.consumer.push_str(&c.name);
     }

@@ -359,3 +359,46 @@ consumers:
     // API keys keep working beside JWTs.
     assert_eq!(call("wk-team-b", chat).status, 200);
 }
+
+/// A client without a valid key is refused from its head alone: no `100 Continue`, no
+/// body read, the connection closed.
+#[test]
+fn unauthenticated_requests_are_refused_before_the_body() {
+    let up = Upstream::ok();
+    let yaml = format!(
+        "listeners: [\"127.0.0.1:0\"]\nupstreams: [{{name: up, targets: [\"http://{}\"]}}]\nroutes: [{{upstream: up}}]\nconsumers: [{{name: c, keys: [{{id: k, hash: \"{}\"}}]}}]\n",
+        up.addr,
+        hash_key(b"wk-good", [3; 16])
+    );
+    let gw = Gateway::start(&yaml, 1);
+    for key in ["", "Authorization: Bearer wk-bad\r\n"] {
+        let mut c = Client::connect(gw.addr);
+        c.send(
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: t\r\n{key}Content-Type: application/json\r\nContent-Length: 10000000\r\nExpect: 100-continue\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        let line = c.read_line().unwrap();
+        assert!(line.starts_with("HTTP/1.1 401"), "{line}");
+        let r = {
+            // The rest of the answer, then EOF.
+            let mut rest = Vec::new();
+            while let Some(l) = c.read_line() {
+                rest.push(l);
+                if rest.last().is_some_and(|l| l.trim().is_empty()) {
+                    break;
+                }
+            }
+            rest
+        };
+        assert!(
+            r.iter()
+                .any(|h| h.eq_ignore_ascii_case("connection: close\r\n")
+                    || h.trim().eq_ignore_ascii_case("connection: close")),
+            "{r:?}"
+        );
+        assert!(c.closed_within(std::time::Duration::from_secs(3)));
+    }
+    assert!(up.recorded().is_empty());
+}
