@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Usage: git worktree add /tmp/wt-before OLD_COMMIT && (cd /tmp/wt-before && CARGO_TARGET_DIR=/tmp/wt-before-target cargo build --release -p weir-dataplane --bin weir)
+#        cargo build --release --bins && ROUNDS=4 DUR=8 scripts/bench-ab.sh > result.csv
+# A/B of two weir binaries (BEFORE=path, default /tmp/wt-before-target/release/weir; AFTER
+# is this tree's release build) and
+# nginx: interleaved rounds; the same mock (current tree) and wrk on CPU 0, the proxy on CPU 1.
+# Per target and round: rps, proxy CPU µs per request, rescheduling IPIs per request on
+# each CPU (from /proc/interrupts).
+cd /work/main
+ROUNDS=${ROUNDS:-4}; DUR=${DUR:-8}
+W=$(mktemp -d); mkdir -p $W/nginx/logs
+BEFORE=${BEFORE:-/tmp/wt-before-target/release/weir}
+AFTER=./target/release/weir
+taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >$W/mock.log 2>&1 & MOCK=$!
+for _ in $(seq 1 100); do grep -q "listening on" $W/mock.log && break; sleep 0.05; done
+MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print \$3}")"
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+cat > $W/nginx/nginx.conf <<CONF
+worker_processes 1;
+daemon off;
+master_process off;
+pid $W/nginx/nginx.pid;
+error_log $W/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream mock { server $MOCK_ADDR; keepalive 64; }
+  server {
+    listen 127.0.0.1:$PORT reuseport;
+    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
+  }
+}
+CONF
+taskset -c 1 nginx -p $W/nginx -c $W/nginx/nginx.conf & NG=$!
+start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }
+WB=$(start_weir $BEFORE before); WA=$(start_weir $AFTER after)
+for f in before after; do for _ in $(seq 1 100); do grep -q "listening on" $W/$f.log && break; sleep 0.05; done; done
+addr() { grep -o 'http://[0-9.:]*' $W/$1.log | head -1 | sed 's|http://||'; }
+declare -A URL PID
+URL[before]="http://$(addr before)/v1/chat/completions"; PID[before]=$WB
+URL[after]="http://$(addr after)/v1/chat/completions"; PID[after]=$WA
+URL[nginx]="http://127.0.0.1:$PORT/v1/chat/completions"; PID[nginx]=$NG
+sleep 0.5
+echo "round,target,rps,cpu_us_per_req,res_ipi_cpu0_per_req,res_ipi_cpu1_per_req"
+res() { awk '/RES:/{print $2, $3}' /proc/interrupts; }
+for r in $(seq 1 $ROUNDS); do
+  for t in before after nginx; do
+    P=${PID[$t]}
+    read R0A R1A < <(res); TA=$(awk '{print $14+$15}' /proc/$P/stat)
+    taskset -c 0 wrk -t1 -c32 -d${DUR}s -s scripts/wrk/chat.lua "${URL[$t]}" > $W/wrk.txt 2>&1
+    read R0B R1B < <(res); TB=$(awk '{print $14+$15}' /proc/$P/stat)
+    N=$(awk '/requests in/{print $1}' $W/wrk.txt)
+    python3 -c "n=$N;print(f'$r,$t,{n/$DUR:.0f},{($TB-$TA)*1e4/n:.1f},{($R0B-$R0A)/n:.3f},{($R1B-$R1A)/n:.3f}')"
+  done
+done
+kill $WB $WA $NG $MOCK
+rm -rf $W
