@@ -133,6 +133,8 @@ pub struct Tap {
 
 struct ChoiceStream {
     index: u32,
+    /// Visible text or reasoning: each has its own redactor and template.
+    kind: DeltaKind,
     redactor: StreamRedactor<Arc<Detector>>,
     /// The last text event of this choice, as a template for flushing held text.
     last: Option<(String, Dialect, Value)>,
@@ -297,16 +299,18 @@ impl Tap {
                 out.extend_from_slice(ev.raw());
                 return;
             };
-            let texts: Vec<(u32, &str)> = ev
+            // Visible text and reasoning are redacted; tool-call arguments are JSON
+            // fragments and pass as they are.
+            let texts: Vec<(u32, DeltaKind, &str)> = ev
                 .deltas()
-                .filter(|d| d.kind == DeltaKind::Text)
-                .map(|d| (d.index, d.text))
+                .filter(|d| matches!(d.kind, DeltaKind::Text | DeltaKind::Reasoning))
+                .map(|d| (d.index, d.kind, d.text))
                 .collect();
             if ev.kind() != EventKind::Message || texts.is_empty() {
                 // Held text goes out before anything that ends or follows the text
                 // (keep-alive pings and comments do not count).
                 if ev.kind() == EventKind::Message && ev.name() != "ping" {
-                    flush(streams, counts, blocked, text, out);
+                    flush(streams, |_| true, counts, blocked, text, out);
                 }
                 if blocked.is_none() {
                     out.extend_from_slice(ev.raw());
@@ -322,8 +326,23 @@ impl Tap {
                 out.extend_from_slice(ev.raw());
                 return;
             };
-            for (index, piece) in texts {
-                let s = stream_for(streams, index, det);
+            // Reasoning that gives way to the answer (or the reverse) in a choice: the
+            // held text of the kind that stopped goes out first, in order.
+            let present =
+                |i: u32, k: DeltaKind| texts.iter().any(|&(ti, tk, _)| ti == i && tk == k);
+            flush(
+                streams,
+                |s| present(s.index, other(s.kind)) && !present(s.index, s.kind),
+                counts,
+                blocked,
+                text,
+                out,
+            );
+            if blocked.is_some() {
+                return;
+            }
+            for &(index, kind, piece) in &texts {
+                let s = stream_for(streams, index, kind, det);
                 text.clear();
                 if let Err(b) = s.redactor.push(piece, text) {
                     *blocked = Some(b.kind);
@@ -331,8 +350,10 @@ impl Tap {
                     block_event(dialect, b.kind, out);
                     return;
                 }
-                set_text(&mut v, dialect, index, text);
-                s.last = Some((ev.name().to_string(), dialect, v.clone()));
+                set_text(&mut v, dialect, index, kind, text);
+                let mut template = v.clone();
+                keep_only(&mut template, dialect, index, kind);
+                s.last = Some((ev.name().to_string(), dialect, template));
             }
             write_event(ev.name(), &v, out);
         });
@@ -355,7 +376,7 @@ impl Tap {
                     text,
                     ..
                 } = self;
-                flush(streams, counts, blocked, text, out);
+                flush(streams, |_| true, counts, blocked, text, out);
                 for s in streams.iter() {
                     counts.merge(&s.redactor.counts());
                 }
@@ -483,13 +504,18 @@ fn apply_usage(e: &mut Entry, usage: Option<Usage>, counted: Option<u64>) {
 fn stream_for<'s>(
     streams: &'s mut Vec<ChoiceStream>,
     index: u32,
+    kind: DeltaKind,
     det: &Arc<Detector>,
 ) -> &'s mut ChoiceStream {
-    let pos = match streams.iter().position(|s| s.index == index) {
+    let pos = match streams
+        .iter()
+        .position(|s| s.index == index && s.kind == kind)
+    {
         Some(p) => p,
         None => {
             streams.push(ChoiceStream {
                 index,
+                kind,
                 redactor: StreamRedactor::new(Arc::clone(det)),
                 last: None,
             });
@@ -499,15 +525,25 @@ fn stream_for<'s>(
     &mut streams[pos]
 }
 
-/// Emits every choice's held text in a copy of its last text event.
+/// The other redacted kind.
+fn other(kind: DeltaKind) -> DeltaKind {
+    match kind {
+        DeltaKind::Text => DeltaKind::Reasoning,
+        _ => DeltaKind::Text,
+    }
+}
+
+/// Emits the held text of the streams `which` selects, each in a copy of its last
+/// event.
 fn flush(
     streams: &mut [ChoiceStream],
+    which: impl Fn(&ChoiceStream) -> bool,
     counts: &mut KindCounts,
     blocked: &mut Option<EntityKind>,
     text: &mut String,
     out: &mut Vec<u8>,
 ) {
-    for s in streams.iter_mut() {
+    for s in streams.iter_mut().filter(|s| which(s)) {
         if blocked.is_some() {
             return;
         }
@@ -524,7 +560,7 @@ fn flush(
             }
             Ok(()) if !text.is_empty() => {
                 let mut v = template.clone();
-                set_text(&mut v, *dialect, s.index, text);
+                set_text(&mut v, *dialect, s.index, s.kind, text);
                 write_event(name, &v, out);
             }
             Ok(()) => {}
@@ -532,8 +568,11 @@ fn flush(
     }
 }
 
-/// Replaces the text delta of choice `index` in an event.
-fn set_text(v: &mut Value, dialect: Dialect, index: u32, text: &str) {
+/// The keys of an OpenAI chat delta that carry reasoning (DeepSeek/vLLM, OpenRouter).
+const REASONING_KEYS: [&str; 2] = ["reasoning_content", "reasoning"];
+
+/// Replaces the `kind` delta of choice `index` in an event.
+fn set_text(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind, text: &str) {
     let new = Value::String(text.to_string());
     match dialect {
         Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
@@ -548,18 +587,56 @@ fn set_text(v: &mut Value, dialect: Dialect, index: u32, text: &str) {
                 if dialect == Dialect::OpenAiCompletions {
                     c["text"] = new.clone();
                 } else if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
-                    d.insert("content".into(), new.clone());
+                    let key = match kind {
+                        DeltaKind::Reasoning => REASONING_KEYS
+                            .into_iter()
+                            .find(|k| d.contains_key(*k))
+                            .unwrap_or(REASONING_KEYS[0]),
+                        _ => "content",
+                    };
+                    d.insert(key.into(), new.clone());
                 }
             }
         }
         Dialect::Anthropic => {
             if let Some(d) = v.get_mut("delta").and_then(Value::as_object_mut) {
-                d.insert("text".into(), new);
+                let key = match kind {
+                    DeltaKind::Reasoning => "thinking",
+                    _ => "text",
+                };
+                d.insert(key.into(), new);
             }
         }
         Dialect::OpenAiResponses => {
             if let Some(o) = v.as_object_mut() {
                 o.insert("delta".into(), new);
+            }
+        }
+    }
+}
+
+/// Leaves only the `kind` text in choice `index` of an OpenAI chat event (a template for
+/// held text must not repeat the other kind's text or tool-call fragments).
+fn keep_only(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind) {
+    if dialect != Dialect::OpenAiChat {
+        return;
+    }
+    let Some(choices) = v.get_mut("choices").and_then(Value::as_array_mut) else {
+        return;
+    };
+    choices.retain(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == u64::from(index));
+    for c in choices {
+        if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+            d.remove("tool_calls");
+            match kind {
+                DeltaKind::Reasoning => {
+                    d.remove("content");
+                }
+                _ => {
+                    for k in REASONING_KEYS {
+                        d.remove(k);
+                    }
+                }
             }
         }
     }
@@ -627,10 +704,12 @@ fn end_event(dialect: Dialect, code: &str, message: &str, out: &mut Vec<u8>) {
 }
 
 /// Keys whose string values are generated text in non-streaming responses.
-const TEXT_KEYS: [&str; 5] = [
+const TEXT_KEYS: [&str; 7] = [
     "content",
     "text",
     "reasoning_content",
+    "reasoning",
+    "thinking",
     "refusal",
     "output_text",
 ];

@@ -325,3 +325,70 @@ fn non_streamed_answer_is_redacted_with_its_new_length() {
         r.body.len().to_string()
     );
 }
+
+#[test]
+fn streamed_reasoning_is_redacted_and_stays_before_the_answer() {
+    // Reasoning (`reasoning_content`, DeepSeek/vLLM style) with an e-mail cut across
+    // events, then the answer; one event carries a tool-call fragment too.
+    let up = Upstream::start(move |_, s| {
+        sse_head(s).unwrap();
+        for p in ["The user is jane.d", "oe@corp.example, so"] {
+            let ev = serde_json::json!({"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"reasoning_content":p}}]});
+            sse_event(s, &ev.to_string()).unwrap();
+        }
+        for p in ["Hello ", "Jane."] {
+            let ev = serde_json::json!({"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":p}}]});
+            sse_event(s, &ev.to_string()).unwrap();
+        }
+        sse_event(s, r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}"#).unwrap();
+        sse_end(s).unwrap();
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(
+        !body.contains("oe@corp") && !body.contains("jane.d"),
+        "{body}"
+    );
+    // All reasoning, in order, before the first answer text.
+    let mut seq = Vec::new();
+    for ev in body.split("\n\n") {
+        let Some(data) = ev.strip_prefix("data: ") else {
+            continue;
+        };
+        if data == "[DONE]" {
+            continue;
+        }
+        let v: serde_json::Value = serde_json::from_str(data).unwrap();
+        let d = &v["choices"][0]["delta"];
+        if let Some(t) = d["reasoning_content"].as_str() {
+            seq.push(("r", t.to_string()));
+        }
+        if let Some(t) = d["content"].as_str() {
+            seq.push(("c", t.to_string()));
+        }
+    }
+    let reasoning: String = seq
+        .iter()
+        .filter(|(k, _)| *k == "r")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    let content: String = seq
+        .iter()
+        .filter(|(k, _)| *k == "c")
+        .map(|(_, t)| t.as_str())
+        .collect();
+    assert_eq!(reasoning, "The user is [EMAIL_1], so");
+    assert_eq!(content, "Hello Jane.");
+    let first_c = seq.iter().position(|(k, _)| *k == "c").unwrap();
+    assert!(seq[first_c..].iter().all(|(k, _)| *k == "c"), "{seq:?}");
+}
