@@ -6,6 +6,7 @@
 //! nothing on the request path except relaxed counters.
 
 mod conn;
+mod dist;
 mod http;
 mod json;
 mod response;
@@ -22,6 +23,7 @@ use std::{
 use clap::Args;
 use glommio::{net::TcpListener, LocalExecutorBuilder, Placement};
 
+use dist::Dist;
 use stats::Stats;
 
 /// glommio pre-registers this much memory for io_uring buffers per shard.
@@ -40,16 +42,39 @@ pub struct MockArgs {
     /// runs on core 0).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub shards: u16,
-    /// Time to first token in milliseconds (x-mock-ttft-ms overrides).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ms)]
-    pub ttft_ms: f64,
-    /// Inter-token latency in milliseconds (x-mock-itl-ms overrides).
-    #[arg(long, default_value_t = 0.0, value_parser = parse_ms)]
-    pub itl_ms: f64,
-    /// Output length when the request sets no max_tokens (x-mock-tokens
-    /// overrides).
-    #[arg(long, default_value_t = 16)]
-    pub tokens: u32,
+    /// Time to first token in milliseconds: `N`, `uniform:MIN:MAX` or
+    /// `normal:MEAN:SD`, sampled per request (x-mock-ttft-ms overrides).
+    #[arg(long, default_value = "0", value_parser = parse_ms_dist)]
+    pub ttft_ms: Dist,
+    /// Inter-token latency in milliseconds, same forms, sampled per token
+    /// (x-mock-itl-ms overrides).
+    #[arg(long, default_value = "0", value_parser = parse_ms_dist)]
+    pub itl_ms: Dist,
+    /// Output length when the request sets no max_tokens, same forms, sampled
+    /// per request (x-mock-tokens overrides; max_tokens still caps it).
+    #[arg(long, default_value = "16", value_parser = parse_tokens_dist)]
+    pub tokens: Dist,
+    /// Failing mode: this fraction of generation requests (0..1) is answered
+    /// with --fail-status and an OpenAI error body.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub fail_rate: f64,
+    #[arg(long, default_value_t = 503, value_parser = clap::value_parser!(u16).range(400..=599))]
+    pub fail_status: u16,
+    /// This fraction of answers (0..1) is cut with an RST: streams after a
+    /// uniformly drawn number of token events, plain answers half way.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub reset_rate: f64,
+    /// Slow mode: this fraction of requests (0..1) waits --slow-ms before
+    /// anything of its answer leaves (headers included).
+    #[arg(long, default_value_t = 0.0, value_parser = parse_fraction)]
+    pub slow_rate: f64,
+    #[arg(long, default_value = "1000", value_parser = parse_ms_dist)]
+    pub slow_ms: Dist,
+    /// Echo mode: chat and completions requests are answered 200 with the
+    /// request body as it arrived (also per request with `x-mock-echo: 1`), to
+    /// check what a gateway forwarded, e.g. after redaction.
+    #[arg(long)]
+    pub echo: bool,
     /// Model name reported in responses; by default the request's `model` is
     /// echoed (or `mock-model`).
     #[arg(long)]
@@ -59,21 +84,36 @@ pub struct MockArgs {
     pub record_headers: bool,
 }
 
-fn parse_ms(s: &str) -> Result<f64, String> {
+fn parse_ms_dist(s: &str) -> Result<Dist, String> {
+    Dist::parse(s, 0.0, 3_600_000.0)
+}
+
+fn parse_tokens_dist(s: &str) -> Result<Dist, String> {
+    Dist::parse(s, 0.0, 1_000_000.0)
+}
+
+fn parse_fraction(s: &str) -> Result<f64, String> {
     let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
-    if v.is_finite() && (0.0..=3_600_000.0).contains(&v) {
+    if (0.0..=1.0).contains(&v) {
         Ok(v)
     } else {
-        Err("must be between 0 and 3600000 ms".into())
+        Err("must be between 0 and 1".into())
     }
 }
 
 /// Settings shared read-only by all shards.
 pub struct Config {
     shards: usize,
-    ttft: Duration,
-    itl: Duration,
-    tokens: u32,
+    /// Milliseconds.
+    ttft: Dist,
+    itl: Dist,
+    tokens: Dist,
+    fail_rate: f64,
+    fail_status: u16,
+    reset_rate: f64,
+    slow_rate: f64,
+    slow_ms: Dist,
+    echo: bool,
     /// `--model`, JSON-escaped without quotes, ready to splice into output.
     model: Option<Vec<u8>>,
     record: bool,
@@ -90,9 +130,15 @@ impl Config {
         };
         Ok(Config {
             shards: usize::from(args.shards),
-            ttft: Duration::from_secs_f64(args.ttft_ms / 1000.0),
-            itl: Duration::from_secs_f64(args.itl_ms / 1000.0),
+            ttft: args.ttft_ms,
+            itl: args.itl_ms,
             tokens: args.tokens,
+            fail_rate: args.fail_rate,
+            fail_status: args.fail_status,
+            reset_rate: args.reset_rate,
+            slow_rate: args.slow_rate,
+            slow_ms: args.slow_ms,
+            echo: args.echo,
             model,
             record: args.record_headers,
         })

@@ -730,3 +730,80 @@ fn several_shards_share_one_port() {
     }
     assert_eq!(mock.stats()["requests"], 8);
 }
+
+#[test]
+fn failing_slow_echo_and_sampled_modes() {
+    // Failing mode: every generation request gets the configured error.
+    let mock = Mock::start(&["--fail-rate", "1", "--fail-status", "502"]);
+    let mut c = mock.connect();
+    c.send(&post("/v1/chat/completions", &chat(4, false), &[]));
+    let r = c.response();
+    assert_eq!(r.status, 502);
+    assert_eq!(r.json()["error"]["type"], "server_error");
+    // Control endpoints are not failed.
+    c.send(&get("/v1/models"));
+    assert_eq!(c.response().status, 200);
+    drop(mock);
+
+    // Echo mode: the request body comes back as it arrived.
+    let mock = Mock::start(&["--echo"]);
+    let mut c = mock.connect();
+    let body = r#"{"model":"m","messages":[{"role":"user","content":"mail [EMAIL_1]"}]}"#;
+    c.send(&post("/v1/chat/completions", body, &[]));
+    let r = c.response();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, body.as_bytes());
+    drop(mock);
+    // ... or per request.
+    let mock = Mock::start(&[]);
+    let mut c = mock.connect();
+    c.send(&post("/v1/chat/completions", body, &[("x-mock-echo", "1")]));
+    assert_eq!(c.response().body, body.as_bytes());
+    drop(mock);
+
+    // Sampled output lengths stay in their range; slow mode holds every answer.
+    let mock = Mock::start(&[
+        "--tokens",
+        "uniform:3:5",
+        "--slow-rate",
+        "1",
+        "--slow-ms",
+        "uniform:100:150",
+    ]);
+    let mut c = mock.connect();
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..12 {
+        let t = Instant::now();
+        c.send(&post(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+            &[],
+        ));
+        let r = c.response();
+        assert!(
+            t.elapsed() >= Duration::from_millis(95),
+            "{:?}",
+            t.elapsed()
+        );
+        let n = r.json()["usage"]["completion_tokens"].as_u64().unwrap();
+        assert!((3..=5).contains(&n), "{n}");
+        seen.insert(n);
+    }
+    assert!(seen.len() >= 2, "lengths never varied: {seen:?}");
+    drop(mock);
+
+    // Sampled inter-token latency, and resets at a drawn point of every stream.
+    let mock = Mock::start(&["--itl-ms", "normal:20:5", "--reset-rate", "1"]);
+    let mut c = mock.connect();
+    c.send(&post("/v1/chat/completions", &chat(10, true), &[]));
+    let (status, _) = c.head().unwrap();
+    assert_eq!(status, 200);
+    let err = loop {
+        match c.chunk() {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("stream completed despite --reset-rate 1"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), io::ErrorKind::ConnectionReset, "{err}");
+}

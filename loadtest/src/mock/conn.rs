@@ -20,6 +20,7 @@ use glommio::{net::TcpStream, timer::sleep};
 use serde::Deserialize;
 
 use super::{
+    dist::{Dist, Rng},
     http::{self, Body, HttpError, Overrides, Parsed, RecvBuf, Request, Route},
     json::{self, GenKind},
     response::{self as resp, ConnHeader, Event, Ident, CHUNK_RESERVE},
@@ -41,12 +42,27 @@ const LINGER: Duration = Duration::from_secs(1);
 const LINGER_BYTES: usize = 256 * 1024;
 const DEFAULT_MODEL: &[u8] = b"mock-model";
 
+/// A different seed per shard and run.
+fn seed(index: usize) -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
+/// A sampled duration in milliseconds.
+fn ms(d: &Dist, rng: &Rng) -> Duration {
+    Duration::from_secs_f64(d.sample(rng) / 1000.0)
+}
+
 /// Per-shard state shared by the shard's connections.
 pub struct Shard {
     index: usize,
     config: Arc<Config>,
     stats: Arc<Stats>,
     next_id: Cell<u64>,
+    /// Samples timings, lengths and injected faults.
+    rng: Rng,
 }
 
 impl Shard {
@@ -56,6 +72,7 @@ impl Shard {
             config,
             stats,
             next_id: Cell::new(0),
+            rng: Rng::new(seed(index)),
         }
     }
 
@@ -220,6 +237,10 @@ impl Conn {
         } else {
             (ConnHeader::Omit, After::KeepAlive)
         };
+        let config = &shard.config;
+        if req.ov.stall.is_none() && !req.is_mock && shard.rng.chance(config.slow_rate) {
+            req.ov.stall = Some(ms(&config.slow_ms, &shard.rng));
+        }
         if let Some(stall) = req.ov.stall.filter(|d| !d.is_zero()) {
             // Nothing of this response may leave before the stall ends.
             flush(&mut self.stream, &mut self.wbuf).await?;
@@ -277,6 +298,17 @@ impl Conn {
             return Action::Done;
         }
         let config = &shard.config;
+        let generates = matches!(req.route, Route::Chat | Route::Completions);
+        if generates && (config.echo || req.ov.echo) {
+            resp::full(wbuf, 200, "application/json", conn, body);
+            return Action::Done;
+        }
+        if generates && shard.rng.chance(config.fail_rate) {
+            scratch.clear();
+            resp::injected_error_body(scratch, config.fail_status);
+            resp::full(wbuf, config.fail_status, "application/json", conn, scratch);
+            return Action::Done;
+        }
         let kind = match req.route {
             Route::Chat => GenKind::Chat,
             Route::Completions => GenKind::Completion,
@@ -334,7 +366,7 @@ impl Conn {
             (Some(n), Some(l)) => (n.min(l), n >= l),
             (Some(n), None) => (n, false),
             (None, Some(l)) => (l, true),
-            (None, None) => (u64::from(config.tokens), false),
+            (None, None) => (config.tokens.sample(&shard.rng).round() as u64, false),
         };
         let tokens = tokens.min(MAX_OUTPUT_TOKENS) as u32;
         Action::Generate(Gen {
@@ -436,8 +468,22 @@ async fn generate(
     conn: ConnHeader,
     after: After,
 ) -> io::Result<After> {
-    let ttft = ov.ttft.unwrap_or(shard.config.ttft);
-    let itl = ov.itl.unwrap_or(shard.config.itl);
+    let config = &shard.config;
+    let ttft = ov.ttft.unwrap_or_else(|| ms(&config.ttft, &shard.rng));
+    // A fixed inter-token latency, or one sampled per token.
+    let itl = match ov.itl {
+        Some(d) => Itl::Fixed(d),
+        None => match config.itl {
+            Dist::Fixed(v) => Itl::Fixed(Duration::from_secs_f64(v / 1000.0)),
+            d => Itl::Sampled(d, &shard.rng),
+        },
+    };
+    let reset_after = ov.reset_after.or_else(|| {
+        shard
+            .rng
+            .chance(config.reset_rate)
+            .then(|| (shard.rng.next_u64() % (u64::from(g.tokens) + 1)) as u32)
+    });
     let ident = Ident {
         kind: g.kind,
         id: shard.next_id(),
@@ -448,7 +494,7 @@ async fn generate(
 
     if !g.stream {
         // A non-streamed answer arrives when the whole generation is done.
-        let delay = ttft + itl.saturating_mul(g.tokens.saturating_sub(1));
+        let delay = ttft + itl.total(g.tokens.saturating_sub(1));
         if !delay.is_zero() {
             flush(stream, wbuf).await?;
             sleep(delay).await;
@@ -456,7 +502,7 @@ async fn generate(
         scratch.clear();
         resp::completion_body(scratch, &ident, g.tokens, g.finish_length, g.prompt_tokens);
         resp::full(wbuf, 200, "application/json", conn, scratch);
-        if ov.reset_after.is_some() {
+        if reset_after.is_some() {
             let cut = wbuf.len() - scratch.len() / 2;
             let sent = stream.write_all(&wbuf[..cut]).await;
             wbuf.clear();
@@ -479,7 +525,7 @@ async fn generate(
     resp::sse_head(wbuf, conn, chunked);
     flush(stream, wbuf).await?;
     bump(&counters.streams_started);
-    match stream_events(stream, wbuf, &ident, g, ov.reset_after, ttft, itl, chunked).await {
+    match stream_events(stream, wbuf, &ident, g, reset_after, ttft, itl, chunked).await {
         Ok(true) => {
             bump(&counters.streams_completed);
             Ok(after)
@@ -495,6 +541,37 @@ async fn generate(
     }
 }
 
+/// Inter-token latency: fixed, or sampled for every token.
+#[derive(Clone, Copy)]
+enum Itl<'a> {
+    Fixed(Duration),
+    Sampled(Dist, &'a Rng),
+}
+
+impl Itl<'_> {
+    fn is_zero(&self) -> bool {
+        match self {
+            Itl::Fixed(d) => d.is_zero(),
+            Itl::Sampled(d, _) => d.is_zero(),
+        }
+    }
+
+    fn next(&self) -> Duration {
+        match self {
+            Itl::Fixed(d) => *d,
+            Itl::Sampled(d, rng) => ms(d, rng),
+        }
+    }
+
+    /// The time `n` more tokens take (non-streamed answers).
+    fn total(&self, n: u32) -> Duration {
+        match self {
+            Itl::Fixed(d) => d.saturating_mul(n),
+            Itl::Sampled(..) => (0..n).map(|_| self.next()).sum(),
+        }
+    }
+}
+
 /// Writes the stream's events, one write each. `Ok(false)` means the stream
 /// was cut short for `x-mock-reset-after`.
 #[allow(clippy::too_many_arguments)]
@@ -505,10 +582,13 @@ async fn stream_events(
     g: &Gen,
     reset_after: Option<u32>,
     ttft: Duration,
-    itl: Duration,
+    itl: Itl<'_>,
     chunked: bool,
 ) -> io::Result<bool> {
     let t0 = Instant::now();
+    // The next event's deadline from the start, so sleep overshoot does not
+    // accumulate.
+    let mut due = t0 + ttft;
     if !ttft.is_zero() {
         sleep(ttft).await;
     }
@@ -523,8 +603,8 @@ async fn stream_events(
             // Back-to-back events: let other connections run now and then.
             glommio::yield_if_needed().await;
         } else if i > 0 {
-            // Deadlines from the start, so sleep overshoot does not accumulate.
-            sleep_until(t0 + ttft + itl.saturating_mul(i)).await;
+            due += itl.next();
+            sleep_until(due).await;
         }
         emit(stream, wbuf, ident, Event::Token(i), chunked).await?;
     }

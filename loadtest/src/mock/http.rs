@@ -48,6 +48,8 @@ pub struct Overrides {
     pub reset_after: Option<u32>,
     /// `x-mock-close`: answer with `Connection: close` and close.
     pub close: bool,
+    /// `x-mock-echo`: answer 200 with the request body.
+    pub echo: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -175,6 +177,8 @@ fn apply_override(ov: &mut Overrides, name: &str, value: &[u8]) -> Result<(), &'
         ov.reset_after = Some(n.ok_or("bad x-mock-reset-after")?);
     } else if lower("close") {
         ov.close = !matches!(value.trim_ascii(), b"" | b"0" | b"false");
+    } else if lower("echo") {
+        ov.echo = !matches!(value.trim_ascii(), b"" | b"0" | b"false");
     }
     // Unknown x-mock-* headers are ignored so newer clients work with older mocks.
     Ok(())
@@ -558,7 +562,7 @@ mod tests {
     #[test]
     fn overrides() {
         let mut d = Vec::new();
-        let raw = b"POST /v1/chat/completions HTTP/1.1\r\nX-Mock-Status: 503\r\nx-mock-ttft-ms: 12.5\r\nx-mock-itl-ms: 3\r\nx-mock-tokens: 9\r\nx-mock-stall-ms: 0\r\nx-mock-reset-after: 2\r\nx-mock-close: 1\r\nx-other: y\r\n\r\n";
+        let raw = b"POST /v1/chat/completions HTTP/1.1\r\nX-Mock-Status: 503\r\nx-mock-ttft-ms: 12.5\r\nx-mock-itl-ms: 3\r\nx-mock-tokens: 9\r\nx-mock-stall-ms: 0\r\nx-mock-reset-after: 2\r\nx-mock-close: 1\r\nx-mock-echo: true\r\nx-other: y\r\n\r\n";
         let Parsed::Complete(r) = parse(raw, &mut d, true).unwrap() else {
             panic!()
         };
@@ -572,12 +576,13 @@ mod tests {
                 stall: Some(Duration::ZERO),
                 reset_after: Some(2),
                 close: true,
+                echo: true,
             }
         );
         assert_eq!(r.bad_header, None);
         let rec = r.recorded.unwrap();
         assert_eq!(rec[0], ("x-mock-status".to_string(), "503".to_string()));
-        assert_eq!(rec.len(), 8);
+        assert_eq!(rec.len(), 9);
 
         let r = complete(b"GET /v1/models HTTP/1.1\r\nx-mock-status: 302\r\n\r\n");
         assert!(r.bad_header.is_some());
