@@ -6,7 +6,7 @@
 //! nothing on the request path except relaxed counters.
 
 mod conn;
-mod dist;
+
 mod http;
 mod json;
 mod response;
@@ -23,7 +23,7 @@ use std::{
 use clap::Args;
 use glommio::{net::TcpListener, LocalExecutorBuilder, Placement};
 
-use dist::Dist;
+use crate::dist::Dist;
 use stats::Stats;
 
 /// glommio pre-registers this much memory for io_uring buffers per shard.

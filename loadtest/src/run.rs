@@ -28,7 +28,7 @@ use glommio::{sync::Semaphore, timer::sleep, LocalExecutorBuilder, Placement};
 
 use client::{until, Conn};
 use metrics::{ErrorKind, Metrics, StreamTrack};
-use schedule::Schedule;
+use schedule::{Schedule, Segment};
 
 /// glommio pre-registers this much memory for io_uring buffers per shard.
 const IO_MEMORY: usize = 512 * 1024;
@@ -84,6 +84,12 @@ pub struct RunArgs {
     /// Requests per second for the open loop.
     #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
+    /// Open loop with a changing rate instead of --rate: comma-separated
+    /// `RATE:DURATION` steps and `ramp:FROM:TO:DURATION` ramps, e.g.
+    /// `ramp:100:2000:30s,2000:60s`; after the last segment its rate holds
+    /// until --duration ends.
+    #[arg(long, value_parser = schedule::parse_rate_schedule)]
+    pub rate_schedule: Option<schedule::RateSchedule>,
     /// Run length, e.g. `10s`, `500ms`, `2m` (a bare number is seconds).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
@@ -107,6 +113,10 @@ pub struct RunArgs {
     /// Send this file's contents as the body instead of the built-in one.
     #[arg(long)]
     pub body_file: Option<PathBuf>,
+    /// A JSONL file of request bodies (one JSON object per line, e.g. real
+    /// prompts), sent in turn; each carries its own model and lengths.
+    #[arg(long, conflicts_with = "body_file")]
+    pub workload_file: Option<PathBuf>,
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     pub api_key: Option<String>,
@@ -232,6 +242,8 @@ fn build_requests(args: &RunArgs, target: &Target) -> Result<(Vec<Vec<u8>>, Stri
         .collect();
     let bodies: Vec<Vec<u8>> = if let Some(file) = &args.body_file {
         vec![std::fs::read(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?]
+    } else if let Some(file) = &args.workload_file {
+        jsonl_bodies(file)?
     } else {
         if models.is_empty() {
             return Err("--model is empty".into());
@@ -282,12 +294,35 @@ fn builtin_body(args: &RunArgs, model: &str) -> Result<Vec<u8>, String> {
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
 
+/// The bodies of a JSONL workload: every non-blank line, checked to be a JSON object.
+fn jsonl_bodies(file: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(v) if v.is_object() => out.push(line.as_bytes().to_vec()),
+            Ok(_) => return Err(format!("{}:{}: not a JSON object", file.display(), n + 1)),
+            Err(e) => return Err(format!("{}:{}: {e}", file.display(), n + 1)),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("{}: no request bodies", file.display()));
+    }
+    Ok(out)
+}
+
 /// Everything a shard needs, shared read-only.
 struct Plan {
     addr: SocketAddr,
     requests: Vec<Vec<u8>>,
     mode: Mode,
-    rate: f64,
+    /// The open loop's rate over time.
+    segments: Arc<[Segment]>,
     timeout: Duration,
     start: Instant,
     end: Instant,
@@ -424,7 +459,7 @@ async fn closed_worker(shard: Rc<Shard>) {
 
 async fn open_dispatcher(shard: Rc<Shard>, index: usize, cap: u64) {
     let plan = shard.plan.clone();
-    let schedule = Schedule::new(plan.rate, plan.shards as u64, index as u64);
+    let schedule = Schedule::with_segments(plan.segments.clone(), plan.shards as u64, index as u64);
     let permits = Rc::new(Semaphore::new(cap));
     let pool: Rc<RefCell<Vec<Conn>>> = Rc::new(RefCell::new(Vec::new()));
     let mut i = 0u64;
@@ -519,11 +554,26 @@ fn share(total: u32, n: usize, i: usize) -> u32 {
 pub fn run(args: RunArgs) -> Result<(), String> {
     let target = parse_url(&args.url)?;
     let addr = resolve(&target, args.allow_remote)?;
-    let rate = match (args.mode, args.rate) {
-        (Mode::Open, Some(r)) => r,
-        (Mode::Open, None) => return Err("--mode open needs --rate".into()),
-        (Mode::Closed, Some(_)) => return Err("--rate only applies to --mode open".into()),
-        (Mode::Closed, None) => 0.0,
+    let segments: Arc<[Segment]> = match (args.mode, args.rate, &args.rate_schedule) {
+        (Mode::Open, Some(_), Some(_)) => {
+            return Err("give --rate or --rate-schedule, not both".into())
+        }
+        (Mode::Open, Some(r), None) => Schedule::new(r, 1, 0).segments(),
+        (Mode::Open, None, Some(segs)) => segs.0.clone().into(),
+        (Mode::Open, None, None) => {
+            return Err("--mode open needs --rate or --rate-schedule".into())
+        }
+        (Mode::Closed, None, None) => Arc::new([]),
+        (Mode::Closed, ..) => {
+            return Err("--rate and --rate-schedule only apply to --mode open".into())
+        }
+    };
+    // The offered rate, averaged over the run.
+    let rate = if segments.is_empty() {
+        0.0
+    } else {
+        Schedule::with_segments(segments.clone(), 1, 0).offered_within(args.duration)
+            / args.duration.as_secs_f64().max(1e-9)
     };
     let connections = args.connections.unwrap_or(match args.mode {
         Mode::Closed => 32,
@@ -546,7 +596,7 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         addr,
         requests,
         mode: args.mode,
-        rate,
+        segments,
         timeout: args.timeout,
         start,
         end: start + args.duration,
@@ -598,13 +648,21 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         mode: args.mode,
         connections,
         rate: (args.mode == Mode::Open).then_some(rate),
+        rate_schedule: args
+            .rate_schedule
+            .as_ref()
+            .map(|s| schedule::describe(&s.0)),
         duration: args.duration,
         timeout: args.timeout,
         shards,
         workload: args.workload.name(),
         models: args.model.clone(),
         max_tokens: args.max_tokens,
-        body_file: args.body_file.as_ref().map(|p| p.display().to_string()),
+        body_file: args
+            .body_file
+            .as_ref()
+            .or(args.workload_file.as_ref())
+            .map(|p| p.display().to_string()),
     };
     let result = report::Report {
         settings,

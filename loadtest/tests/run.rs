@@ -211,3 +211,98 @@ fn a_keep_alive_connection_closed_while_idle_is_retried_not_counted() {
     assert_eq!(counts["errors"], 0, "{counts}");
     assert!(counts["ok"].as_u64().unwrap() >= 10, "{counts}");
 }
+
+#[test]
+fn open_loop_rate_schedule() {
+    let mock = Mock::start(&[]);
+    let url = mock.url();
+    // 100/s for 1 s, then a ramp from 100/s to 300/s over 1 s: 100 + 200 requests.
+    let v = run_json(
+        "schedule",
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "2s",
+            "--mode",
+            "open",
+            "--rate-schedule",
+            "100:1s,ramp:100:300:1s",
+        ],
+    );
+    assert_eq!(v["counts"]["errors"], 0, "{v}");
+    let sent = v["counts"]["sent"].as_u64().unwrap();
+    assert!((295..=300).contains(&sent), "sent {sent}");
+    assert_eq!(f(&v["rps"]["offered"]), 150.0);
+    assert_eq!(v["settings"]["rate_schedule"], "100:1s,ramp:100:300:1s");
+    // --rate and --rate-schedule exclude each other; closed loop takes neither.
+    let out = run(&[
+        "--url",
+        &url,
+        "--duration",
+        "1s",
+        "--mode",
+        "open",
+        "--rate",
+        "10",
+        "--rate-schedule",
+        "10:1s",
+    ]);
+    assert!(!out.status.success());
+    let out = run(&[
+        "--url",
+        &url,
+        "--duration",
+        "1s",
+        "--rate-schedule",
+        "10:1s",
+    ]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn jsonl_workload_bodies_are_sent_in_turn() {
+    let mock = Mock::start(&["--record-headers"]);
+    let url = mock.url();
+    let file = temp_json("workload").with_extension("jsonl");
+    std::fs::write(
+        &file,
+        "{\"model\":\"a\",\"max_tokens\":3,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"one\"}]}\n\n{\"model\":\"b\",\"max_tokens\":5,\"stream\":true,\"messages\":[{\"role\":\"user\",\"content\":\"two\"}]}\n",
+    )
+    .unwrap();
+    let v = run_json(
+        "jsonl",
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "1s",
+            "--connections",
+            "1",
+            "--workload-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(v["counts"]["errors"], 0, "{v}");
+    let ok = v["counts"]["ok"].as_u64().unwrap();
+    assert!(ok >= 2);
+    // The two bodies alternate: 3 and 5 tokens streamed in turn.
+    let tokens = v["counts"]["output_tokens"].as_u64().unwrap();
+    let (a, b) = (ok.div_ceil(2), ok / 2);
+    assert!(
+        tokens == 3 * a + 5 * b || tokens == 5 * a + 3 * b,
+        "{ok} answers, {tokens} tokens"
+    );
+    let bad = temp_json("bad").with_extension("jsonl");
+    std::fs::write(&bad, "{\"model\":\"a\"}\n[1,2]\n").unwrap();
+    let out = run(&[
+        "--url",
+        &url,
+        "--duration",
+        "1s",
+        "--workload-file",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":2: not a JSON object"));
+}

@@ -19,8 +19,9 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::{net::TcpStream, timer::sleep};
 use serde::Deserialize;
 
+use crate::dist::{Dist, Rng};
+
 use super::{
-    dist::{Dist, Rng},
     http::{self, Body, HttpError, Overrides, Parsed, RecvBuf, Request, Route},
     json::{self, GenKind},
     response::{self as resp, ConnHeader, Event, Ident, CHUNK_RESERVE},

@@ -15,7 +15,10 @@ pub struct Settings {
     pub path: String,
     pub mode: Mode,
     pub connections: u32,
+    /// The offered rate, averaged over the run.
     pub rate: Option<f64>,
+    /// `--rate-schedule`, when the rate changed over the run.
+    pub rate_schedule: Option<String>,
     pub duration: Duration,
     pub timeout: Duration,
     pub shards: usize,
@@ -122,6 +125,7 @@ impl Report {
                 "mode": match s.mode { Mode::Closed => "closed", Mode::Open => "open" },
                 "connections": s.connections,
                 "rate": s.rate,
+                "rate_schedule": s.rate_schedule,
                 "duration_s": secs,
                 "timeout_s": s.timeout.as_secs_f64(),
                 "shards": s.shards,
@@ -170,7 +174,15 @@ impl Report {
 
     fn rate_line(&self) -> String {
         match self.settings.rate {
-            Some(r) => format!("{:.1} rps achieved, {r:.1} offered", self.achieved_rps()),
+            Some(r) => format!(
+                "{:.1} rps achieved, {r:.1} offered{}",
+                self.achieved_rps(),
+                if self.settings.rate_schedule.is_some() {
+                    " (mean of the schedule)"
+                } else {
+                    ""
+                }
+            ),
             None => format!("{:.1} rps", self.achieved_rps()),
         }
     }

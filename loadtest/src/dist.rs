@@ -1,4 +1,5 @@
-//! Distributions for the mock's timings and output lengths, and the per-shard random
+//! Distributions for the mock's timings and output lengths and the generator's request
+//! shapes, and the per-shard random
 //! source that samples them.
 //!
 //! Spec syntax (CLI): `50` (fixed), `uniform:20:80` (inclusive bounds), `normal:50:10`
