@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Is weir-loadtest ever the bottleneck? On one core it must drive more requests per
+# second than wrk against the same mock. Mock alone on CPU 1, the generator on CPU 0,
+# 32 connections, plain chat, interleaved rounds. Writes $OUT_DIR/results.csv and
+# summary.md.
+#
+#   scripts/bench-generator.sh                 # 4 rounds x 8 s
+#   ROUNDS=6 DURATION=10 scripts/bench-generator.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ROUNDS="${ROUNDS:-4}"
+DURATION="${DURATION:-8}"
+OUT_DIR="${OUT_DIR:-bench-results/$(date +%Y-%m-%d)-generator}"
+command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
+cargo build --release --bins -q
+mkdir -p "$OUT_DIR/raw"
+WORK="$(mktemp -d)"
+trap 'kill $MOCK 2>/dev/null || true; rm -rf "$WORK"' EXIT
+taskset -c 1 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$WORK/mock.log" 2>&1 &
+MOCK=$!
+for _ in $(seq 1 100); do grep -q "listening on" "$WORK/mock.log" && break; sleep 0.05; done
+ADDR="$(grep -o 'listening on [0-9.:]*' "$WORK/mock.log" | awk '{print $3}')"
+URL="http://$ADDR/v1/chat/completions"
+{ machine_info; echo "wrk: $(wrk -v 2>&1 | head -1)"; } > "$OUT_DIR/machine.txt"
+cat > "$OUT_DIR/commands.txt" <<CMD
+taskset -c 1 weir-loadtest mock --listen 127.0.0.1:0
+taskset -c 0 wrk -t1 -c32 -d${DURATION}s -s scripts/wrk/chat.lua $URL
+taskset -c 0 weir-loadtest run --url $URL --mode closed --connections 32 --shards 1 --duration ${DURATION}s --workload chat --max-tokens 32 --prompt hello --json FILE
+rounds: $ROUNDS, interleaved
+CMD
+echo "round,generator,rps,generator_cpu_s,requests" > "$OUT_DIR/results.csv"
+command -v /usr/bin/time >/dev/null || apt-get install -y time >/dev/null
+# The generator's user+system CPU seconds, from /usr/bin/time.
+TIMEF="%U %S"
+for r in $(seq 1 "$ROUNDS"); do
+  /usr/bin/time -f "$TIMEF" -o "$WORK/t" taskset -c 0 wrk -t1 -c32 -d"${DURATION}s" \
+    -s scripts/wrk/chat.lua "$URL" > "$OUT_DIR/raw/wrk-$r.txt" 2>&1
+  rps=$(awk '/Requests\/sec/{print $2}' "$OUT_DIR/raw/wrk-$r.txt")
+  n=$(awk '/requests in/{print $1}' "$OUT_DIR/raw/wrk-$r.txt")
+  echo "$r,wrk,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n" >> "$OUT_DIR/results.csv"
+  /usr/bin/time -f "$TIMEF" -o "$WORK/t" taskset -c 0 ./target/release/weir-loadtest run \
+    --url "$URL" --mode closed --connections 32 --shards 1 --duration "${DURATION}s" \
+    --workload chat --max-tokens 32 --prompt hello \
+    --json "$OUT_DIR/raw/weir-loadtest-$r.json" > "$OUT_DIR/raw/weir-loadtest-$r.txt" 2>&1
+  read -r rps n < <(python3 -c "import json;j=json.load(open('$OUT_DIR/raw/weir-loadtest-$r.json'));print(round(j['rps']['achieved']), j['counts']['ok'])")
+  echo "$r,weir-loadtest,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n" >> "$OUT_DIR/results.csv"
+done
+python3 - "$OUT_DIR" <<'PY'
+import csv, statistics, sys
+d = sys.argv[1]
+rows = list(csv.DictReader(open(f"{d}/results.csv")))
+by, cpu = {}, {}
+for r in rows:
+    by.setdefault(r["generator"], []).append(float(r["rps"]))
+    cpu.setdefault(r["generator"], []).append(float(r["generator_cpu_s"]) * 1e6 / float(r["requests"]))
+wrk = statistics.median(by["wrk"]); wl = statistics.median(by["weir-loadtest"])
+pairs = [b / a for a, b in zip(by["wrk"], by["weir-loadtest"])]
+with open(f"{d}/summary.md", "w") as f:
+    f.write("# weir-loadtest vs wrk on one core (mock alone on the other)\n\n")
+    f.write("| generator | rps per round | median rps | median generator CPU µs/request |\n|---|---|---|---|\n")
+    for g in ("wrk", "weir-loadtest"):
+        f.write(f"| {g} | {', '.join(f'{x:,.0f}' for x in by[g])} | {statistics.median(by[g]):,.0f} | {statistics.median(cpu[g]):.1f} |\n")
+    f.write(f"\nweir-loadtest / wrk: median {wl / wrk:.2f}x; per round {', '.join(f'{p:.2f}' for p in pairs)}\n")
+print(open(f"{d}/summary.md").read())
+PY
