@@ -217,6 +217,16 @@ async fn put_config(
     body: String,
 ) -> Result<Response, ApiError> {
     let expected = if_match(&headers)?;
+    // Secrets sent back masked keep their stored values.
+    let mut cfg = weir::config::Config::from_document(&body)
+        .map_err(|e| ApiError::invalid_config(e.path, e.message))?;
+    let current = st.store.current_version()?;
+    if current > 0 {
+        let old: weir::config::Config = serde_json::from_str(&st.store.get(current)?)
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        crate::secrets::restore(&mut cfg, &old)?;
+    }
+    let body = serde_json::to_string(&cfg).map_err(|e| ApiError::internal(e.to_string()))?;
     let json = validate_config(body).await?;
     let version = st.store.put(&json, "put /v1/config", expected)?;
     st.version.send_replace(version);
@@ -234,7 +244,11 @@ async fn get_config(State(st): State<AppState>) -> Result<Response, ApiError> {
         ));
     }
     let text = st.store.get(version)?;
-    Ok((etag(version), json_text(text)).into_response())
+    Ok((
+        etag(version),
+        json_text(crate::secrets::masked_text(&text)?),
+    )
+        .into_response())
 }
 
 async fn list_versions(State(st): State<AppState>) -> Result<Json<Value>, ApiError> {
@@ -245,7 +259,7 @@ async fn list_versions(State(st): State<AppState>) -> Result<Json<Value>, ApiErr
 
 async fn get_version(State(st): State<AppState>, Path(n): Path<u64>) -> Result<Response, ApiError> {
     let text = st.store.get(n)?;
-    Ok((etag(n), json_text(text)).into_response())
+    Ok((etag(n), json_text(crate::secrets::masked_text(&text)?)).into_response())
 }
 
 async fn rollback(

@@ -57,10 +57,14 @@ async fn save(
     cfg: &Config,
     comment: String,
     status: StatusCode,
-    entity: Value,
+    mut entity: Value,
 ) -> Result<Response, ApiError> {
     let expected = crate::api::if_match(headers)?.unwrap_or(read);
-    let text = serde_json::to_string(cfg).map_err(|e| ApiError::internal(e.to_string()))?;
+    // Secrets sent back masked keep their stored values; answers never show them.
+    let mut cfg = cfg.clone();
+    crate::secrets::restore(&mut cfg, &current(st)?.1)?;
+    crate::secrets::mask(&mut entity);
+    let text = serde_json::to_string(&cfg).map_err(|e| ApiError::internal(e.to_string()))?;
     let json = validate_config(text).await?;
     let version = st.store.put(&json, &comment, Some(expected))?;
     st.version.send_replace(version);
@@ -177,11 +181,9 @@ named_entity!(ConsumerGroupConfig, "consumer group", consumer_groups);
 
 async fn list_named<T: Named>(State(st): State<AppState>) -> Result<Response, ApiError> {
     let (v, mut cfg) = current(&st)?;
-    Ok((
-        etag(v),
-        Json(json!({ "data": to_value(T::list(&mut cfg))? })),
-    )
-        .into_response())
+    let mut data = to_value(T::list(&mut cfg))?;
+    crate::secrets::mask(&mut data);
+    Ok((etag(v), Json(json!({ "data": data }))).into_response())
 }
 
 async fn get_named<T: Named>(
@@ -193,7 +195,9 @@ async fn get_named<T: Named>(
         .iter()
         .find(|e| e.is(&name))
         .ok_or_else(|| not_found(T::KIND, &name))?;
-    Ok((etag(v), Json(to_value(e)?)).into_response())
+    let mut e = to_value(e)?;
+    crate::secrets::mask(&mut e);
+    Ok((etag(v), Json(e)).into_response())
 }
 
 async fn create_named<T: Named>(

@@ -4,6 +4,7 @@
 
 mod api;
 mod entities;
+mod secrets;
 mod store;
 
 use clap::Parser;

@@ -815,3 +815,54 @@ fn consumer_groups_and_limits_through_the_admin() {
         422
     );
 }
+
+#[test]
+fn secrets_are_write_only_through_the_admin() {
+    let dir = tempdir("secrets");
+    let admin = Admin::start(&dir);
+    // The upstream answers with the Authorization header it received.
+    let up = Upstream::start(|req, s| {
+        let auth = req.header("authorization").unwrap_or("none").to_string();
+        respond(s, 200, &[], auth.as_bytes());
+        After::KeepAlive
+    });
+    let yaml = format!(
+        "listeners: [\"127.0.0.1:0\"]\nupstreams:\n  - name: u\n    targets: [\"{}\"]\n    api_key: sk-real-upstream-key\nroutes:\n  - upstream: u\n",
+        up.addr
+    );
+    assert_eq!(admin.put(&yaml).status, 200);
+    for path in [
+        "/v1/config",
+        "/v1/config/versions/1",
+        "/v1/upstreams",
+        "/v1/upstreams/u",
+    ] {
+        let text = String::from_utf8(admin.call("GET", path, "", "").body).unwrap();
+        assert!(!text.contains("sk-real"), "{path} shows the secret: {text}");
+        assert!(text.contains("<secret>"), "{path}: {text}");
+    }
+    // Read, modify, write back with the mask: the stored key stays.
+    let json = "Content-Type: application/json\r\n";
+    let doc = String::from_utf8(admin.call("GET", "/v1/config", "", "").body).unwrap();
+    let r = admin.call("PUT", "/v1/config", &doc, json);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let mut u = admin.call("GET", "/v1/upstreams/u", "", "").json();
+    u["pool"]["max_idle_per_target"] = serde_json::json!(8);
+    let r = admin.call("PUT", "/v1/upstreams/u", &u.to_string(), json);
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["entity"]["api_key"], "<secret>");
+    let gw = subscribed_gateway(admin.addr, &dir, "n1");
+    wait_all_shards_serve(&gw, "Bearer sk-real-upstream-key", Duration::from_secs(5));
+    // A mask with no stored secret behind it is refused, naming the field.
+    let r = admin.call(
+        "POST",
+        "/v1/upstreams",
+        &format!(
+            r#"{{"name":"v","targets":["{}"],"api_key":"<secret>"}}"#,
+            up.addr
+        ),
+        json,
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["path"], "upstreams[1].api_key");
+}
