@@ -14,6 +14,16 @@ pub enum Dist {
     Normal { mean: f64, sd: f64 },
 }
 
+impl std::fmt::Display for Dist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dist::Fixed(v) => write!(f, "{v}"),
+            Dist::Uniform(a, b) => write!(f, "uniform:{a}:{b}"),
+            Dist::Normal { mean, sd } => write!(f, "normal:{mean}:{sd}"),
+        }
+    }
+}
+
 impl Dist {
     /// Parses a spec whose values must lie in `lo..=hi`.
     pub fn parse(s: &str, lo: f64, hi: f64) -> Result<Dist, String> {

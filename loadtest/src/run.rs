@@ -26,6 +26,7 @@ use clap::{Args, ValueEnum};
 use futures_lite::future;
 use glommio::{sync::Semaphore, timer::sleep, LocalExecutorBuilder, Placement};
 
+use crate::dist::{Dist, Rng};
 use client::{until, Conn};
 use metrics::{ErrorKind, Metrics, StreamTrack};
 use schedule::{Schedule, Segment};
@@ -105,8 +106,17 @@ pub struct RunArgs {
     /// User prompt of the built-in body.
     #[arg(long, default_value = "Say hello to the load generator.")]
     pub prompt: String,
-    #[arg(long, default_value_t = 16)]
-    pub max_tokens: u32,
+    /// `max_tokens` of the built-in body: `N`, `uniform:MIN:MAX` or
+    /// `normal:MEAN:SD` (output length distribution).
+    #[arg(long, default_value = "16", value_parser = parse_count_dist)]
+    pub max_tokens: Dist,
+    /// Replace --prompt by generated text of this many words (a number or a
+    /// distribution, as for --max-tokens): the prompt length distribution.
+    #[arg(long, value_parser = parse_count_dist)]
+    pub prompt_words: Option<Dist>,
+    /// Distinct bodies drawn from the distributions and sent in turn (per model).
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub variants: u32,
     /// Model name, or a comma-separated list used round-robin.
     #[arg(long, default_value = "mock-model")]
     pub model: String,
@@ -129,6 +139,10 @@ pub struct RunArgs {
     /// Write a Markdown summary table.
     #[arg(long)]
     pub markdown: Option<PathBuf>,
+}
+
+fn parse_count_dist(s: &str) -> Result<Dist, String> {
+    Dist::parse(s, 0.0, 1_000_000.0)
 }
 
 fn parse_rate(s: &str) -> Result<f64, String> {
@@ -248,10 +262,26 @@ fn build_requests(args: &RunArgs, target: &Target) -> Result<(Vec<Vec<u8>>, Stri
         if models.is_empty() {
             return Err("--model is empty".into());
         }
-        models
-            .iter()
-            .map(|m| builtin_body(args, m))
-            .collect::<Result<_, _>>()?
+        // One body per model, or `--variants` per model drawn from the length
+        // distributions; models alternate in the sending order.
+        let varied = !matches!(args.max_tokens, Dist::Fixed(_))
+            || args
+                .prompt_words
+                .is_some_and(|d| !matches!(d, Dist::Fixed(_)));
+        let variants = if varied { args.variants } else { 1 };
+        let rng = Rng::new(0x5EED);
+        let mut out = Vec::new();
+        for _ in 0..variants {
+            let max_tokens = (args.max_tokens.sample(&rng).round() as u64).max(1);
+            let prompt = match &args.prompt_words {
+                Some(d) => words((d.sample(&rng).round() as usize).max(1)),
+                None => args.prompt.clone(),
+            };
+            for m in &models {
+                out.push(builtin_body(args, m, max_tokens, &prompt)?);
+            }
+        }
+        out
     };
     let requests = bodies
         .into_iter()
@@ -276,20 +306,41 @@ fn build_requests(args: &RunArgs, target: &Target) -> Result<(Vec<Vec<u8>>, Stri
     Ok((requests, path))
 }
 
-fn builtin_body(args: &RunArgs, model: &str) -> Result<Vec<u8>, String> {
-    let messages = serde_json::json!([{"role": "user", "content": args.prompt}]);
+/// `n` words of plain English-like text (a prompt of a known length).
+fn words(n: usize) -> String {
+    const VOCAB: [&str; 16] = [
+        "the", "gateway", "routes", "each", "request", "to", "a", "model", "and", "counts",
+        "tokens", "as", "they", "stream", "back", "quickly",
+    ];
+    let mut s = String::with_capacity(n * 7);
+    for i in 0..n {
+        if i > 0 {
+            s.push(' ');
+        }
+        s.push_str(VOCAB[(i * 7 + i / 16) % VOCAB.len()]);
+    }
+    s
+}
+
+fn builtin_body(
+    args: &RunArgs,
+    model: &str,
+    max_tokens: u64,
+    prompt: &str,
+) -> Result<Vec<u8>, String> {
+    let messages = serde_json::json!([{"role": "user", "content": prompt}]);
     let body = match args.workload {
         Workload::Chat => serde_json::json!({
-            "model": model, "messages": messages, "max_tokens": args.max_tokens,
+            "model": model, "messages": messages, "max_tokens": max_tokens,
         }),
         Workload::ChatStream => serde_json::json!({
-            "model": model, "messages": messages, "max_tokens": args.max_tokens,
+            "model": model, "messages": messages, "max_tokens": max_tokens,
             "stream": true, "stream_options": {"include_usage": true},
         }),
         Workload::Completions => serde_json::json!({
-            "model": model, "prompt": args.prompt, "max_tokens": args.max_tokens,
+            "model": model, "prompt": prompt, "max_tokens": max_tokens,
         }),
-        Workload::Embeddings => serde_json::json!({"model": model, "input": args.prompt}),
+        Workload::Embeddings => serde_json::json!({"model": model, "input": prompt}),
     };
     serde_json::to_vec(&body).map_err(|e| e.to_string())
 }
@@ -657,7 +708,8 @@ pub fn run(args: RunArgs) -> Result<(), String> {
         shards,
         workload: args.workload.name(),
         models: args.model.clone(),
-        max_tokens: args.max_tokens,
+        max_tokens: args.max_tokens.to_string(),
+        prompt_words: args.prompt_words.map(|d| d.to_string()),
         body_file: args
             .body_file
             .as_ref()
@@ -690,6 +742,61 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use super::*;
+
+    fn args(extra: &[&str]) -> RunArgs {
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            a: RunArgs,
+        }
+        use clap::Parser as _;
+        let mut argv = vec!["t"];
+        argv.extend_from_slice(extra);
+        T::try_parse_from(argv).unwrap().a
+    }
+
+    /// (max_tokens, prompt words) of every body built for `extra`.
+    fn shapes(extra: &[&str]) -> Vec<(u64, usize)> {
+        let a = args(extra);
+        let t = parse_url(&a.url).unwrap();
+        let (reqs, _) = build_requests(&a, &t).unwrap();
+        reqs.iter()
+            .map(|r| {
+                let at = r.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let v: serde_json::Value = serde_json::from_slice(&r[at..]).unwrap();
+                let words = v["messages"][0]["content"]
+                    .as_str()
+                    .unwrap()
+                    .split(' ')
+                    .count();
+                (v["max_tokens"].as_u64().unwrap(), words)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn length_distributions_make_varied_bodies() {
+        // Fixed: one body per model.
+        assert_eq!(
+            shapes(&["--max-tokens", "7", "--model", "a,b"]),
+            vec![(7, 6), (7, 6)]
+        );
+        let s = shapes(&[
+            "--max-tokens",
+            "uniform:2:6",
+            "--prompt-words",
+            "normal:40:10",
+            "--variants",
+            "200",
+        ]);
+        assert_eq!(s.len(), 200);
+        assert!(s.iter().all(|&(m, _)| (2..=6).contains(&m)));
+        let distinct: std::collections::BTreeSet<u64> = s.iter().map(|&(m, _)| m).collect();
+        assert_eq!(distinct.len(), 5, "{distinct:?}");
+        let mean = s.iter().map(|&(_, w)| w as f64).sum::<f64>() / s.len() as f64;
+        assert!((mean - 40.0).abs() < 3.0, "{mean}");
+        assert!(s.iter().any(|&(_, w)| w < 30) && s.iter().any(|&(_, w)| w > 50));
+    }
 
     #[test]
     fn urls() {

@@ -24,7 +24,9 @@ pub struct Settings {
     pub shards: usize,
     pub workload: &'static str,
     pub models: String,
-    pub max_tokens: u32,
+    /// `--max-tokens` (a number or a distribution).
+    pub max_tokens: String,
+    pub prompt_words: Option<String>,
     pub body_file: Option<String>,
 }
 
@@ -132,6 +134,7 @@ impl Report {
                 "workload": s.workload,
                 "model": s.models,
                 "max_tokens": s.max_tokens,
+                "prompt_words": s.prompt_words,
                 "body_file": s.body_file,
             },
             "machine": machine(),
