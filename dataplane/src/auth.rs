@@ -94,20 +94,6 @@ impl Consumer {
     }
 }
 
-fn model_patterns(models: &[String], path: &str) -> Result<Vec<ModelPattern>, (String, String)> {
-    let mut out = Vec::new();
-    for (j, m) in models.iter().enumerate() {
-        if m.is_empty() || m[..m.len() - 1].contains('*') {
-            return Err((
-                format!("{path}.models[{j}]"),
-                "a model pattern is a name or a prefix ending in `*`".into(),
-            ));
-        }
-        out.push(ModelPattern::parse(m));
-    }
-    Ok(out)
-}
-
 fn compile_limits(
     limits: &[LimitConfig],
     owner: &str,
@@ -208,7 +194,7 @@ impl Auth {
                     "must be non-empty and unique".into(),
                 ));
             }
-            let models = model_patterns(&g.models, &path)?;
+            let models = ModelPattern::parse_all(&g.models, &path)?;
             let limits = compile_limits(&g.limits, &format!("group {}", g.name), &path, reg)?;
             by_group.insert(g.name.as_str(), (models, &g.routes, limits));
         }
@@ -221,7 +207,7 @@ impl Auth {
                     "must be non-empty and unique".into(),
                 ));
             }
-            let mut models = model_patterns(&c.models, &path)?;
+            let mut models = ModelPattern::parse_all(&c.models, &path)?;
             let mut routes = c.routes.clone();
             let mut limits =
                 compile_limits(&c.limits, &format!("consumer {}", c.name), &path, reg)?;

@@ -416,6 +416,24 @@ impl ModelPattern {
             None => ModelPattern::Exact(p.to_string()),
         }
     }
+    /// Parses a config list of patterns (`name` or `prefix*`); an error names
+    /// `{path}.models[J]`.
+    pub fn parse_all(models: &[String], path: &str) -> Result<Vec<ModelPattern>, (String, String)> {
+        models
+            .iter()
+            .enumerate()
+            .map(|(j, m)| {
+                if m.is_empty() || m[..m.len() - 1].contains('*') {
+                    return Err((
+                        format!("{path}.models[{j}]"),
+                        "a model pattern is a name or a prefix ending in `*`".into(),
+                    ));
+                }
+                Ok(ModelPattern::parse(m))
+            })
+            .collect()
+    }
+
     pub fn matches(&self, model: &str) -> bool {
         match self {
             ModelPattern::Exact(m) => m == model,
@@ -717,14 +735,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
                 format!("unknown upstream `{}`", r.upstream),
             ));
         };
-        for (j, m) in r.models.iter().enumerate() {
-            if m.is_empty() || m[..m.len() - 1].contains('*') {
-                return Err(cerr(
-                    format!("{path}.models[{j}]"),
-                    "a model pattern is a name or a prefix ending in `*`",
-                ));
-            }
-        }
+        let models = ModelPattern::parse_all(&r.models, &path).map_err(|(p, m)| cerr(p, m))?;
         let policy = match &r.policy {
             None => None,
             Some(name) => Some(policies.get(name.as_str()).cloned().ok_or_else(|| {
@@ -748,7 +759,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         routes.push(Route {
             name,
             path_prefix: r.path_prefix.as_bytes().to_vec(),
-            models: r.models.iter().map(|m| ModelPattern::parse(m)).collect(),
+            models,
             upstream,
             policy,
             limits,
@@ -769,16 +780,7 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         if !(m.ratio.is_finite() && m.ratio > 0.0 && m.ratio <= 10.0) {
             return Err(cerr(format!("{path}.ratio"), "must be in (0, 10]"));
         }
-        let mut pats = Vec::new();
-        for (j, p) in m.models.iter().enumerate() {
-            if p.is_empty() || p[..p.len() - 1].contains('*') {
-                return Err(cerr(
-                    format!("{path}.models[{j}]"),
-                    "a model pattern is a name or a prefix ending in `*`",
-                ));
-            }
-            pats.push(ModelPattern::parse(p));
-        }
+        let pats = ModelPattern::parse_all(&m.models, &path).map_err(|(p, m)| cerr(p, m))?;
         let t = Tokenizer {
             family: m.family,
             ratio: m.ratio,

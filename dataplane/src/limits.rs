@@ -337,16 +337,7 @@ impl LimitConfig {
     ) -> Result<Limit, (String, String)> {
         let window = parse_window(&self.window).map_err(|m| (format!("{path}.window"), m))?;
         let window_ns = u64::try_from(window.as_nanos()).unwrap_or(u64::MAX);
-        let mut models = Vec::new();
-        for (j, m) in self.models.iter().enumerate() {
-            if m.is_empty() || m[..m.len() - 1].contains('*') {
-                return Err((
-                    format!("{path}.models[{j}]"),
-                    "a model pattern is a name or a prefix ending in `*`".into(),
-                ));
-            }
-            models.push(ModelPattern::parse(m));
-        }
+        let models = ModelPattern::parse_all(&self.models, path)?;
         let cost = match self.cost {
             None => None,
             Some(c) if c.is_finite() && c > 0.0 && c * MICROS_PER_USD < u64::MAX as f64 => {

@@ -68,22 +68,13 @@ impl Prices {
         let mut out = Vec::new();
         for (i, p) in cfg.iter().enumerate() {
             let path = format!("prices[{i}]");
-            let mut pats = Vec::new();
             if p.models.is_empty() {
                 return Err((
                     format!("{path}.models"),
                     "at least one model pattern".into(),
                 ));
             }
-            for (j, m) in p.models.iter().enumerate() {
-                if m.is_empty() || m[..m.len() - 1].contains('*') {
-                    return Err((
-                        format!("{path}.models[{j}]"),
-                        "a model pattern is a name or a prefix ending in `*`".into(),
-                    ));
-                }
-                pats.push(ModelPattern::parse(m));
-            }
+            let pats = ModelPattern::parse_all(&p.models, &path)?;
             for (field, v) in [
                 ("input", Some(p.input)),
                 ("output", Some(p.output)),
