@@ -21,7 +21,6 @@
 
 use crate::accesslog::{Entry, Source};
 use crate::inspect::pii::{Detector, EntityKind, KindCounts, RedactState, StreamRedactor, Verdict};
-use crate::inspect::sse::TextCounter;
 use crate::inspect::sse::{DeltaKind, Dialect, EventKind, SseScanner};
 use crate::inspect::tokens::{Family, StreamCounter};
 use crate::inspect::usage::{body_facts, Usage};
@@ -260,7 +259,6 @@ impl Tap {
         }
         let det = self.plan.redact.clone();
         let started = self.started;
-        let mut counter = StreamCounter(self.plan.family);
         let Tap {
             scanner: Some(scanner),
             streams,
@@ -280,7 +278,8 @@ impl Tap {
                 return;
             }
             if let Some(m) = meter {
-                let n: u64 = ev.deltas().map(|d| counter.count(d.text)).sum();
+                // The scanner's own count of this event (its counter is the stream's).
+                let n = ev.tokens();
                 if n > 0 && !m.take(n) {
                     *quota_cut = true;
                     end_event(

@@ -183,9 +183,17 @@ pub struct Event<'a> {
     status: ParseStatus,
     done: bool,
     p: &'a Parsed,
+    /// Tokens the scanner's counter counted in this event's deltas.
+    tokens: u64,
 }
 
 impl<'a> Event<'a> {
+    /// Tokens the scanner's [`TextCounter`] counted in this event's deltas (already
+    /// added to the summary's `counted_*`).
+    pub fn tokens(&self) -> u64 {
+        self.tokens
+    }
+
     pub fn kind(&self) -> EventKind {
         self.kind
     }
@@ -530,6 +538,7 @@ impl<C: TextCounter> SseScanner<C> {
                 status: ParseStatus::Skipped,
                 done: false,
                 p: &self.parsed,
+                tokens: 0,
             };
             on_event(&ev);
             self.offset = self.offset.saturating_add(dropped as u64);
@@ -546,13 +555,13 @@ impl<C: TextCounter> SseScanner<C> {
         } else {
             &self.name
         };
-        let (kind, status, done) = if self.data_lines == 0 {
-            (EventKind::NoData, ParseStatus::Skipped, false)
+        let (kind, status, done, tokens) = if self.data_lines == 0 {
+            (EventKind::NoData, ParseStatus::Skipped, false, 0)
         } else {
             // Each data line appended a `\n`; the spec drops the last one.
             self.data.pop();
             let (status, done) = classify_and_parse(name, &self.data, p);
-            account(
+            let tokens = account(
                 &mut self.summary,
                 &mut self.merged_usage,
                 &mut self.counter,
@@ -560,7 +569,7 @@ impl<C: TextCounter> SseScanner<C> {
                 status,
                 done,
             );
-            (EventKind::Message, status, done)
+            (EventKind::Message, status, done, tokens)
         };
         let ev = Event {
             kind,
@@ -571,6 +580,7 @@ impl<C: TextCounter> SseScanner<C> {
             status,
             done,
             p,
+            tokens,
         };
         on_event(&ev);
         self.offset = self.offset.saturating_add(self.raw.len() as u64);
@@ -696,7 +706,7 @@ fn account<C: TextCounter>(
     p: &Parsed,
     status: ParseStatus,
     done: bool,
-) {
+) -> u64 {
     sum.events += 1;
     if status == ParseStatus::Invalid {
         sum.invalid_events += 1;
@@ -704,11 +714,13 @@ fn account<C: TextCounter>(
     if sum.dialect.is_none() {
         sum.dialect = p.dialect;
     }
+    let mut tokens = 0u64;
     for s in &p.deltas {
         let (Some(kind), Some(text)) = (s.kind, p.text.get(s.start..s.end)) else {
             continue;
         };
         let n = counter.count(text);
+        tokens = tokens.saturating_add(n);
         let len = text.len() as u64;
         let (bytes, counted) = match kind {
             DeltaKind::Text => (&mut sum.text_bytes, &mut sum.counted_text),
@@ -743,6 +755,7 @@ fn account<C: TextCounter>(
         }
     }
     sum.done |= done;
+    tokens
 }
 
 // ---- per-event parse state and the serde visitors that fill it ----
@@ -1961,10 +1974,13 @@ mod tests {
         assert_eq!(s.counted_reasoning, 3);
         drop(sc);
         assert_eq!(calls.len(), 5);
-        // The fallback counts deltas.
+        // The fallback counts deltas; each event carries its own share of the count.
         let mut sc = SseScanner::new();
-        sc.feed(ANTHROPIC.as_bytes(), |_| {});
+        let mut per_event = Vec::new();
+        sc.feed(ANTHROPIC.as_bytes(), |ev| per_event.push(ev.tokens()));
         assert_eq!(sc.finish().counted_tokens(), 5);
+        assert_eq!(per_event.iter().sum::<u64>(), 5);
+        assert!(per_event.contains(&0), "non-delta events count 0");
     }
 
     /// Every single cut, and random multi-cuts, give the same result as one feed.
