@@ -6,31 +6,17 @@
 # nginx: interleaved rounds; the same mock (current tree) and wrk on CPU 0, the proxy on CPU 1.
 # Per target and round: rps, proxy CPU µs per request, rescheduling IPIs per request on
 # each CPU (from /proc/interrupts).
-cd /work/main
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
 ROUNDS=${ROUNDS:-4}; DUR=${DUR:-8}
-W=$(mktemp -d); mkdir -p $W/nginx/logs
+W=$(mktemp -d)
 BEFORE=${BEFORE:-/tmp/wt-before-target/release/weir}
 AFTER=./target/release/weir
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >$W/mock.log 2>&1 & MOCK=$!
 for _ in $(seq 1 100); do grep -q "listening on" $W/mock.log && break; sleep 0.05; done
 MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print \$3}")"
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-cat > $W/nginx/nginx.conf <<CONF
-worker_processes 1;
-daemon off;
-master_process off;
-pid $W/nginx/nginx.pid;
-error_log $W/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream mock { server $MOCK_ADDR; keepalive 64; }
-  server {
-    listen 127.0.0.1:$PORT reuseport;
-    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_buffering off; }
-  }
-}
-CONF
+PORT=$(free_port)
+nginx_proxy_conf $W/nginx "$MOCK_ADDR" "$PORT" off
 taskset -c 1 nginx -p $W/nginx -c $W/nginx/nginx.conf & NG=$!
 start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }
 WB=$(start_weir $BEFORE before); WA=$(start_weir $AFTER after)

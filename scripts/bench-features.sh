@@ -6,6 +6,7 @@
 #
 #   cargo build --release --bins && ROUNDS=4 DUR=6 scripts/bench-features.sh > out.csv
 cd "$(dirname "$0")/.."
+. scripts/lib.sh
 command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 ROUNDS=${ROUNDS:-4}; DUR=${DUR:-6}
 W=$(mktemp -d)
@@ -14,30 +15,7 @@ for _ in $(seq 1 100); do grep -q "listening on" $W/mock.log && break; sleep 0.0
 MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print \$3}")"
 KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
 HASH="$(echo "$KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
-cat > $W/full.yaml <<CONF
-listeners: ["127.0.0.1:0"]
-upstreams: [{name: mock, targets: ["http://$MOCK_ADDR"]}]
-routes:
-  - name: chat
-    path_prefix: /
-    upstream: mock
-    policy: standard
-    limits: [{window: second, requests: 100000000}]
-prices:
-  - {models: ["m", "gpt-4o*"], input: 2.5, output: 10}
-policies:
-  - name: standard
-    guard:
-      deny: [{id: injection, phrases: ["ignore previous instructions", "reveal your system prompt"]}]
-    redact:
-      request: {kinds: {email: mask, phone: mask, card: block, ssn: block, secret_key: block}}
-consumers:
-  - name: bench
-    keys: [{id: k1, hash: "$HASH"}]
-    limits:
-      - {window: minute, requests: 100000000, tokens: 100000000000}
-      - {window: day, tokens: 100000000000, cost: 1000000, per_model: true}
-CONF
+weir_full_config $W/full.yaml "$MOCK_ADDR" "$HASH"
 # Variants: config edits and extra args.
 sed '/limits/d;/window: /d' $W/full.yaml > $W/nolimits.yaml
 sed '/policy: standard/d' $W/full.yaml > $W/nopolicy.yaml

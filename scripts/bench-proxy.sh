@@ -61,28 +61,7 @@ MOCK_ADDR="$(grep -o 'listening on [0-9.:]*' "$MOCK_LOG" | head -1 | awk '{print
 
 # ---- nginx, one worker, on the proxy core
 NGINX_PORT="$(free_port)"
-mkdir -p "$WORK/nginx/logs"
-cat > "$WORK/nginx/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-master_process on;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  upstream mock { server $MOCK_ADDR; keepalive 64; }
-  server {
-    listen 127.0.0.1:$NGINX_PORT reuseport;
-    location / {
-      proxy_pass http://mock;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-    }
-  }
-}
-CONF
+nginx_proxy_conf "$WORK/nginx" "$MOCK_ADDR" "$NGINX_PORT" on
 taskset -c "$PROXY_CPU" nginx -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" &
 PIDS+=($!); NGINX_PID=$!
 
@@ -96,30 +75,7 @@ WEIR_ADDR="$(grep -o 'http://[0-9.:]*' "$WEIR_LOG" | head -1 | sed 's|http://||'
 # ---- weir with auth, policy, access log and metrics, one shard, on the proxy core
 BENCH_KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
 KEY_HASH="$(echo "$BENCH_KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
-cat > "$WORK/weir-full.yaml" <<CONF
-listeners: ["127.0.0.1:0"]
-upstreams: [{name: mock, targets: ["http://$MOCK_ADDR"]}]
-routes:
-  - name: chat
-    path_prefix: /
-    upstream: mock
-    policy: standard
-    limits: [{window: second, requests: 100000000}]
-prices:
-  - {models: ["m", "gpt-4o*"], input: 2.5, output: 10}
-policies:
-  - name: standard
-    guard:
-      deny: [{id: injection, phrases: ["ignore previous instructions", "reveal your system prompt"]}]
-    redact:
-      request: {kinds: {email: mask, phone: mask, card: block, ssn: block, secret_key: block}}
-consumers:
-  - name: bench
-    keys: [{id: k1, hash: "$KEY_HASH"}]
-    limits:
-      - {window: minute, requests: 100000000, tokens: 100000000000}
-      - {window: day, tokens: 100000000000, cost: 1000000, per_model: true}
-CONF
+weir_full_config "$WORK/weir-full.yaml" "$MOCK_ADDR" "$KEY_HASH"
 FULL_LOG="$WORK/weir-full.log"
 taskset -c "$PROXY_CPU" ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
   --access-log "$WORK/access.jsonl" --status-listen 127.0.0.1:0 >"$FULL_LOG" 2>&1 &

@@ -25,3 +25,63 @@ proc_ticks() {
   done
   echo "$total"
 }
+
+# Writes DIR/nginx.conf: one worker proxying to MOCK_ADDR (keepalive upstream,
+# proxy_buffering off) on 127.0.0.1:PORT. MASTER is `on` or `off` (off: the process
+# started is the worker itself, whose CPU time a script can read directly).
+nginx_proxy_conf() {
+  local dir="$1" mock="$2" port="$3" master="${4:-on}"
+  mkdir -p "$dir/logs"
+  cat > "$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+master_process $master;
+pid $dir/nginx.pid;
+error_log $dir/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  upstream mock { server $mock; keepalive 64; }
+  server {
+    listen 127.0.0.1:$port reuseport;
+    location / {
+      proxy_pass http://mock;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+CONF
+}
+
+# Writes FILE: the `weir-full` config (an API key, consumer, consumer x model and route
+# limits set high enough never to refuse, a price table, a guard + PII policy) in front of
+# MOCK_ADDR, for the key whose stored hash is KEY_HASH.
+weir_full_config() {
+  local file="$1" mock="$2" hash="$3"
+  cat > "$file" <<CONF
+listeners: ["127.0.0.1:0"]
+upstreams: [{name: mock, targets: ["http://$mock"]}]
+routes:
+  - name: chat
+    path_prefix: /
+    upstream: mock
+    policy: standard
+    limits: [{window: second, requests: 100000000}]
+prices:
+  - {models: ["m", "gpt-4o*"], input: 2.5, output: 10}
+policies:
+  - name: standard
+    guard:
+      deny: [{id: injection, phrases: ["ignore previous instructions", "reveal your system prompt"]}]
+    redact:
+      request: {kinds: {email: mask, phone: mask, card: block, ssn: block, secret_key: block}}
+consumers:
+  - name: bench
+    keys: [{id: k1, hash: "$hash"}]
+    limits:
+      - {window: minute, requests: 100000000, tokens: 100000000000}
+      - {window: day, tokens: 100000000000, cost: 1000000, per_model: true}
+CONF
+}
