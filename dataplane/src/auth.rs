@@ -280,22 +280,23 @@ impl Auth {
             credential.and_then(|c| std::str::from_utf8(c).ok()),
         ) {
             if looks_like_jwt(token) {
-                let subject = match jwt_cache.get(token, now) {
-                    Some(hit) => hit.subject.as_str(),
-                    None => {
-                        let verified = v.verify(token, now).map_err(Refusal::Jwt)?;
-                        jwt_cache.insert(token, verified);
-                        match jwt_cache.get(token, now) {
-                            Some(hit) => hit.subject.as_str(),
-                            None => return Err(Refusal::Jwt(JwtRefusal::Expired)),
-                        }
-                    }
+                let named = |subject: &str| {
+                    self.by_name
+                        .get(subject)
+                        .and_then(|&i| self.consumers.get(i))
+                        .ok_or(Refusal::UnknownSubject)
                 };
-                return self
-                    .by_name
-                    .get(subject)
-                    .and_then(|&i| self.consumers.get(i))
-                    .ok_or(Refusal::UnknownSubject);
+                if let Some(hit) = jwt_cache.get(token, now) {
+                    return named(&hit.subject);
+                }
+                let verified = v.verify(token, now).map_err(Refusal::Jwt)?;
+                // As the cache would: past `exp` is expired, whatever the leeway.
+                if verified.expires.is_some_and(|e| now >= e) {
+                    return Err(Refusal::Jwt(JwtRefusal::Expired));
+                }
+                let consumer = named(&verified.subject);
+                jwt_cache.insert(token, verified);
+                return consumer;
             }
         }
         self.check(credential, now).map(|(c, _)| c)

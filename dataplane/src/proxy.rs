@@ -340,12 +340,10 @@ fn prepare(
     scratch.headers.clear();
     let meter = if limited {
         // The worst case: the prompt estimate and the completion bound.
-        let completion = match facts.max_tokens {
-            Some(m) => m.saturating_mul(facts.n.unwrap_or(1).max(1)),
-            None => snap
-                .completion_reserve
-                .saturating_mul(facts.n.unwrap_or(1).max(1)),
-        };
+        let completion = facts
+            .max_tokens
+            .unwrap_or(snap.completion_reserve)
+            .saturating_mul(facts.n.unwrap_or(1).max(1));
         let prompt = prompt_estimate.unwrap_or(0);
         let want = Usage {
             prompt,
