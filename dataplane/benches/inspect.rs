@@ -1,6 +1,6 @@
 //! Criterion benches for the request inspection pass, stage by stage and whole, on chat
 //! bodies of 1 KB, 4 KB and 1 MB built from the committed English corpus, and for the
-//! SSE scanner. Run: `cargo bench -p weir-dataplane --bench inspect`.
+//! SSE scanner and the usage read of non-streamed answers. Run: `cargo bench -p weir-dataplane --bench inspect`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
@@ -9,6 +9,7 @@ use weir::inspect::pii::{Action, Detector, PiiPolicy, RedactState};
 use weir::inspect::request::Scanner;
 use weir::inspect::sse::SseScanner;
 use weir::inspect::tokens::{Family, Features, StreamCounter};
+use weir::inspect::usage;
 
 /// Realistic message text: English corpus samples, in order.
 fn prose() -> Vec<String> {
@@ -152,6 +153,43 @@ fn benches(c: &mut Criterion) {
             body.len()
         );
     }
+
+    // Usage and served model of non-streamed answers: the skim against a full parse.
+    let chat = br#"{"id":"chatcmpl-mock-0","object":"chat.completion","created":1795637081,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"the quick brown fox jumps over a lazy dog while mock tokens stream from an imaginary "},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":16,"total_tokens":17}}"#.to_vec();
+    let floats: Vec<String> = (0..1536)
+        .map(|i| format!("{:.8}", (i as f64 * 0.37).sin()))
+        .collect();
+    let embedding = format!(
+        r#"{{"object":"list","data":[{{"object":"embedding","index":0,"embedding":[{}]}}],"model":"text-embedding-3-small","usage":{{"prompt_tokens":8,"total_tokens":8}}}}"#,
+        floats.join(",")
+    )
+    .into_bytes();
+    let mut g = c.benchmark_group("usage");
+    let only = br#"{"usage":{"prompt_tokens":1,"completion_tokens":16,"total_tokens":17}}"#;
+    g.bench_function("skim/usage_only", |b| {
+        b.iter(|| black_box(usage::body_facts(black_box(only))))
+    });
+    let only = br#"{"model":"m"}"#;
+    g.bench_function("skim/model_only", |b| {
+        b.iter(|| black_box(usage::body_facts(black_box(only))))
+    });
+    for (name, body) in [("chat_345b", &chat), ("embedding_1536", &embedding)] {
+        g.throughput(Throughput::Bytes(body.len() as u64));
+        g.bench_function(format!("skim/{name}"), |b| {
+            b.iter(|| black_box(usage::body_facts(black_box(body))))
+        });
+        g.bench_function(format!("members_only/{name}"), |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                weir::inspect::skim::members(black_box(body), |_, v| n += v.len());
+                black_box(n)
+            })
+        });
+        g.bench_function(format!("serde/{name}"), |b| {
+            b.iter(|| black_box(usage::body_facts_parsed(black_box(body))))
+        });
+    }
+    g.finish();
 
     // The SSE scanner on a 200-event chat stream, fed in 1,400-byte reads.
     let mut stream = Vec::new();

@@ -6,6 +6,7 @@
 pub mod guard;
 pub mod pii;
 pub mod request;
+pub mod skim;
 pub mod sse;
 pub mod tokens;
 pub mod usage;

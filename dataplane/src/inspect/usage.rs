@@ -4,6 +4,7 @@
 //! Parsing is lenient: a field of an unexpected type is ignored rather than failing
 //! the whole object, because a usage record with one odd field is still worth billing.
 
+use super::skim;
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use std::fmt;
 
@@ -124,7 +125,118 @@ pub struct BodyFacts {
 
 /// Reads `model` and `usage` from a JSON response body (chat, completions,
 /// embeddings, Responses, Anthropic Messages). Anything unparseable gives empty facts.
+///
+/// The top level is skimmed ([`skim::members`]) and only the two values Weir keeps
+/// are parsed: the generated text and embeddings are crossed, not decoded. Values
+/// skipped are checked for structure only. A key written with escapes falls back to
+/// a full parse, so `"mod\u0065l"` still counts.
 pub fn body_facts(body: &[u8]) -> BodyFacts {
+    let mut model = None;
+    let mut usage = None;
+    let mut escaped_key = false;
+    let mut bad_value = false;
+    let skimmed = skim::members(body, |key, value| {
+        if key.contains(&b'\\') {
+            escaped_key = true;
+            return;
+        }
+        let mut de = serde_json::Deserializer::from_slice(value);
+        let ok = match key {
+            b"model" => {
+                // Plain strings (no escapes) need no decoding.
+                if let Some(s) = value
+                    .strip_prefix(b"\"")
+                    .and_then(|v| v.strip_suffix(b"\""))
+                    .filter(|v| !v.is_empty() && memchr::memchr(b'\\', v).is_none())
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                {
+                    model = Some(s.to_string());
+                    return;
+                }
+                let mut s = String::new();
+                let ok = StrInto(&mut s).deserialize(&mut de).is_ok();
+                if ok && !s.is_empty() {
+                    model = Some(s);
+                }
+                ok
+            }
+            b"usage" => match raw_usage(value) {
+                Some(u) => {
+                    usage = Some(u);
+                    true
+                }
+                None => UsageSeed(&mut usage).deserialize(&mut de).is_ok(),
+            },
+            _ => true,
+        };
+        bad_value |= !ok;
+    });
+    if escaped_key || (skimmed.is_none() && !bad_value) {
+        return body_facts_parsed(body);
+    }
+    if skimmed.is_none() || bad_value {
+        return BodyFacts::default();
+    }
+    BodyFacts {
+        model,
+        usage: usage.filter(|u| !u.is_empty()).map(|u| u.normalize()),
+    }
+}
+
+/// A `usage` object of the common shape (plain keys, integer counts, details as
+/// objects), read straight from the skim; `None` sends anything else to
+/// [`UsageSeed`], which has the last word on odd types.
+fn raw_usage(value: &[u8]) -> Option<RawUsage> {
+    let mut u = RawUsage::default();
+    let mut odd = false;
+    skim::members(value, |key, v| {
+        let slot = match usage_key(key) {
+            UsageKey::PromptTokens => &mut u.prompt_tokens,
+            UsageKey::CompletionTokens => &mut u.completion_tokens,
+            UsageKey::TotalTokens => &mut u.total_tokens,
+            UsageKey::InputTokens => &mut u.input_tokens,
+            UsageKey::OutputTokens => &mut u.output_tokens,
+            UsageKey::CacheRead => &mut u.cache_read_input_tokens,
+            UsageKey::CacheCreation => &mut u.cache_creation_input_tokens,
+            UsageKey::CacheHit => &mut u.prompt_cache_hit_tokens,
+            UsageKey::Details => {
+                if v != b"null" {
+                    let details = skim::members(v, |k, n| {
+                        let slot = match usage_key(k) {
+                            UsageKey::CachedTokens => &mut u.cached_tokens,
+                            UsageKey::ReasoningTokens => &mut u.reasoning_tokens,
+                            _ => return odd |= k.contains(&b'\\'),
+                        };
+                        match plain_count(n) {
+                            Some(n) => *slot = Some(n),
+                            None => odd = true,
+                        }
+                    });
+                    odd |= details.is_none();
+                }
+                return;
+            }
+            _ => return odd |= key.contains(&b'\\'),
+        };
+        match plain_count(v) {
+            Some(n) => *slot = Some(n),
+            None => odd = true,
+        }
+    })?;
+    (!odd).then_some(u)
+}
+
+/// A count written as plain digits (what every upstream sends), else `None`.
+fn plain_count(v: &[u8]) -> Option<u64> {
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(v.iter().fold(0u64, |n, d| n * 10 + u64::from(d - b'0')))
+}
+
+/// [`body_facts`] by a full serde_json pass over the body: the fallback, and the
+/// reference the skim is tested and benchmarked against.
+pub fn body_facts_parsed(body: &[u8]) -> BodyFacts {
     let mut model = None;
     let mut usage = None;
     let mut de = serde_json::Deserializer::from_slice(body);
@@ -366,23 +478,28 @@ impl Visitor<'_> for UsageKeyVisitor {
         f.write_str("a usage key")
     }
     fn visit_str<E: de::Error>(self, v: &str) -> Result<UsageKey, E> {
-        Ok(match v {
-            "prompt_tokens" => UsageKey::PromptTokens,
-            "completion_tokens" => UsageKey::CompletionTokens,
-            "total_tokens" => UsageKey::TotalTokens,
-            "input_tokens" => UsageKey::InputTokens,
-            "output_tokens" => UsageKey::OutputTokens,
-            "cache_read_input_tokens" => UsageKey::CacheRead,
-            "cache_creation_input_tokens" => UsageKey::CacheCreation,
-            "prompt_cache_hit_tokens" => UsageKey::CacheHit,
-            "prompt_tokens_details"
-            | "completion_tokens_details"
-            | "input_tokens_details"
-            | "output_tokens_details" => UsageKey::Details,
-            "cached_tokens" => UsageKey::CachedTokens,
-            "reasoning_tokens" => UsageKey::ReasoningTokens,
-            _ => UsageKey::Other,
-        })
+        Ok(usage_key(v.as_bytes()))
+    }
+}
+
+/// The one table of usage keys, for serde's visitor and for the skim.
+fn usage_key(k: &[u8]) -> UsageKey {
+    match k {
+        b"prompt_tokens" => UsageKey::PromptTokens,
+        b"completion_tokens" => UsageKey::CompletionTokens,
+        b"total_tokens" => UsageKey::TotalTokens,
+        b"input_tokens" => UsageKey::InputTokens,
+        b"output_tokens" => UsageKey::OutputTokens,
+        b"cache_read_input_tokens" => UsageKey::CacheRead,
+        b"cache_creation_input_tokens" => UsageKey::CacheCreation,
+        b"prompt_cache_hit_tokens" => UsageKey::CacheHit,
+        b"prompt_tokens_details"
+        | b"completion_tokens_details"
+        | b"input_tokens_details"
+        | b"output_tokens_details" => UsageKey::Details,
+        b"cached_tokens" => UsageKey::CachedTokens,
+        b"reasoning_tokens" => UsageKey::ReasoningTokens,
+        _ => UsageKey::Other,
     }
 }
 
@@ -537,6 +654,47 @@ mod tests {
         ] {
             assert_eq!(body_facts(bad), BodyFacts::default());
         }
+    }
+
+    #[test]
+    fn skimmed_facts_match_a_full_parse() {
+        let deep = format!(
+            "{{\"usage\":{{\"prompt_tokens\":2}},\"x\":{}{}}}",
+            "[".repeat(200),
+            "]".repeat(200)
+        );
+        let bodies: Vec<&[u8]> = vec![
+            br#"{"model":"m","choices":[{"message":{"content":"a \"usage\":{\"prompt_tokens\":9} b","usage":{"prompt_tokens":8}}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            br#"{"mo\u0064el":"escaped","us\u0061ge":{"prompt_tokens":5}}"#,
+            br#"{"model":"first","model":"second","usage":{"prompt_tokens":1},"usage":null}"#,
+            br#"{"model":"","usage":{"prompt_tokens":1},"usage":{"completion_tokens":4}}"#,
+            br#"{"model":"caf\u00e9","data":[{"embedding":[0.1,-2e-3,1E+5]}]}"#,
+            br#"{"model":7,"usage":"n/a"}"#,
+            br#"{"model":"m","usage":{"prompt_tokens":1}"#,
+            br#"{"model":"m\q","usage":{"prompt_tokens":1}}"#,
+            br#"{"model":tru,"usage":{"prompt_tokens":1}}"#,
+            br#"{"usage":{"prompt_tokens":3.9,"completion_tokens":-2,"total_tokens":"7","prompt_tokens_details":null}}"#,
+            br#"{"usage":{"prompt_tokens":123456789012345678901,"input_tokens_details":5,"output_tokens_details":{"reasoning_tokens":2.0}}}"#,
+            br#"{"usage":{"prompt_tokens":1,"prompt_tokens":2,"completion_tokens_details":{"reasoning_tokens":3,"reasoning_tokens":4,"audio_tokens":[1]}}}"#,
+            br#"{"usage":{"prompt\u005ftokens":6,"input_tokens":1,"cache_read_input_tokens":2,"cache_creation_input_tokens":3}}"#,
+            br#"{"usage":{"prompt_tokens_details":{"cach\u0065d_tokens":6}}}"#,
+            br#"{"usage":[1,2],"model":"m"}"#,
+            br#"{"usage":{"prompt_tokens":1,"x":{"y":[{}]}},"usage":{}}"#,
+            deep.as_bytes(),
+            b"",
+            b"{}",
+            b"[]",
+        ];
+        for b in bodies {
+            assert_eq!(
+                body_facts(b),
+                body_facts_parsed(b),
+                "{}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        let f = body_facts(br#"{"mo\u0064el":"escaped"}"#);
+        assert_eq!(f.model.as_deref(), Some("escaped"));
     }
 
     #[test]
