@@ -4,8 +4,10 @@
 # A/B of two weir binaries (BEFORE=path, default /tmp/wt-before-target/release/weir; AFTER
 # is this tree's release build) and
 # nginx: interleaved rounds; the same mock (current tree) and wrk on CPU 0, the proxy on CPU 1.
-# Per target and round: rps, proxy CPU µs per request, rescheduling IPIs per request on
-# each CPU (from /proc/interrupts).
+# Per target and round: rps, proxy CPU µs per request (and its user and system parts),
+# rescheduling IPIs per request on each CPU (from /proc/interrupts).
+# FULL=1 runs both weirs as bench-proxy.sh's weir-full (API key, limits, prices, guard,
+# request redaction, access log to a file, metrics on a status port).
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ROUNDS=${ROUNDS:-4}; DUR=${DUR:-8}
@@ -18,7 +20,14 @@ MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print
 PORT=$(free_port)
 nginx_proxy_conf $W/nginx "$MOCK_ADDR" "$PORT" off
 taskset -c 1 nginx -p $W/nginx -c $W/nginx/nginx.conf & NG=$!
-start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }
+if [ "${FULL:-0}" = 1 ]; then
+  KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
+  weir_full_config $W/full.yaml "$MOCK_ADDR" "$(echo "$KEY" | $AFTER --hash-key | sed -n 's/^hash: //p')"
+  export WRK_AUTH="Bearer $KEY"
+  start_weir() { taskset -c 1 $1 --config $W/full.yaml --shards 1 --access-log $W/$2.jsonl --status-listen 127.0.0.1:0 >$W/$2.log 2>&1 & echo $!; }
+else
+  start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }
+fi
 WB=$(start_weir $BEFORE before); WA=$(start_weir $AFTER after)
 for f in before after; do for _ in $(seq 1 100); do grep -q "listening on" $W/$f.log && break; sleep 0.05; done; done
 addr() { grep -o 'http://[0-9.:]*' $W/$1.log | head -1 | sed 's|http://||'; }
@@ -27,16 +36,16 @@ URL[before]="http://$(addr before)/v1/chat/completions"; PID[before]=$WB
 URL[after]="http://$(addr after)/v1/chat/completions"; PID[after]=$WA
 URL[nginx]="http://127.0.0.1:$PORT/v1/chat/completions"; PID[nginx]=$NG
 sleep 0.5
-echo "round,target,rps,cpu_us_per_req,res_ipi_cpu0_per_req,res_ipi_cpu1_per_req"
+echo "round,target,rps,cpu_us_per_req,user_us_per_req,sys_us_per_req,res_ipi_cpu0_per_req,res_ipi_cpu1_per_req"
 res() { awk '/RES:/{print $2, $3}' /proc/interrupts; }
 for r in $(seq 1 $ROUNDS); do
   for t in before after nginx; do
     P=${PID[$t]}
-    read R0A R1A < <(res); TA=$(awk '{print $14+$15}' /proc/$P/stat)
+    read R0A R1A < <(res); read UA SA < <(awk '{print $14, $15}' /proc/$P/stat)
     taskset -c 0 wrk -t1 -c32 -d${DUR}s -s scripts/wrk/chat.lua "${URL[$t]}" > $W/wrk.txt 2>&1
-    read R0B R1B < <(res); TB=$(awk '{print $14+$15}' /proc/$P/stat)
+    read R0B R1B < <(res); read UB SB < <(awk '{print $14, $15}' /proc/$P/stat)
     N=$(awk '/requests in/{print $1}' $W/wrk.txt)
-    python3 -c "n=$N;print(f'$r,$t,{n/$DUR:.0f},{($TB-$TA)*1e4/n:.1f},{($R0B-$R0A)/n:.3f},{($R1B-$R1A)/n:.3f}')"
+    python3 -c "n=$N;u=($UB-$UA)*1e4/n;s=($SB-$SA)*1e4/n;print(f'$r,$t,{n/$DUR:.0f},{u+s:.1f},{u:.1f},{s:.1f},{($R0B-$R0A)/n:.3f},{($R1B-$R1A)/n:.3f}')"
   done
 done
 kill $WB $WA $NG $MOCK

@@ -34,7 +34,6 @@ struct Conn {
     end: usize,
     head: RequestHead,
     body: Vec<u8>,
-    request_id: Vec<u8>,
     response: ResponseHead,
 }
 
@@ -63,11 +62,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         end: 0,
         head: RequestHead::default(),
         body: Vec::new(),
-        request_id: Vec::with_capacity(64),
         response: ResponseHead::default(),
     };
     let mut entry = Entry::default();
     let mut edits = Vec::new();
+    // The request id, reused across the connection's requests.
+    let mut rid: Vec<u8> = Vec::with_capacity(64);
     loop {
         let snap = shard.snapshot();
         match c.read_head(&shard, &snap, &slot).await {
@@ -94,7 +94,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 (&id_buf[..], true)
             }
         };
-        let request_id = request_id.to_vec();
+        rid.clear();
+        rid.extend_from_slice(request_id);
+        let request_id = &rid[..];
 
         if is_health_check(&c.head, &c.rbuf[head_start..head_end]) {
             c.start = head_end;
@@ -132,9 +134,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 Ok(consumer) => Some(consumer),
                 Err(why) => {
                     let e = Error::new(ErrorKind::Unauthorized, why.message());
-                    c.reply_error(&e, &request_id, true).await;
+                    c.reply_error(&e, request_id, true).await;
                     if logging {
-                        log_error(&shard, &mut entry, &e, started, &request_id);
+                        log_error(&shard, &mut entry, &e, started, request_id);
                     }
                     return;
                 }
@@ -146,9 +148,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             Ok(next) => next,
             Err(NoRequest::Close) => return,
             Err(NoRequest::Error(e)) => {
-                c.reply_error(&e, &request_id, true).await;
+                c.reply_error(&e, request_id, true).await;
                 if logging {
-                    log_error(&shard, &mut entry, &e, started, &request_id);
+                    log_error(&shard, &mut entry, &e, started, request_id);
                 }
                 return;
             }
@@ -168,7 +170,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             head_buf: &c.rbuf[head_start..head_end],
             body: &c.body,
             peer_ip: &c.peer_ip,
-            request_id: &request_id,
+            request_id,
             generated_id,
             started,
             consumer,
@@ -193,16 +195,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         let keep_alive = match outcome {
             Outcome::Done { keep_alive } => {
                 if logging {
-                    record(&shard, &mut entry, started, &request_id);
+                    record(&shard, &mut entry, started, request_id);
                 }
                 keep_alive
             }
             Outcome::Failed(e) => {
                 tracing::debug!(error = %e, "request failed");
                 let keep = c.head.keep_alive && !e.closes_connection() && !shard.draining.get();
-                let sent = c.reply_error(&e, &request_id, !keep).await;
+                let sent = c.reply_error(&e, request_id, !keep).await;
                 if logging {
-                    log_error(&shard, &mut entry, &e, started, &request_id);
+                    log_error(&shard, &mut entry, &e, started, request_id);
                 }
                 if !sent {
                     return;
@@ -213,13 +215,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 tracing::debug!(error = %e, "response aborted");
                 if logging {
                     entry.error = e.http().2;
-                    record(&shard, &mut entry, started, &request_id);
+                    record(&shard, &mut entry, started, request_id);
                 }
                 return;
             }
         };
         c.start = next;
-        c.request_id = request_id;
         if c.body.capacity() > KEEP_BODY_CAPACITY {
             c.body = Vec::new();
         }

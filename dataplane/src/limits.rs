@@ -554,6 +554,10 @@ impl Reservation {
                 match h.bucket.take(d.rate, n, now) {
                     Ok(end) => {
                         h.end = end;
+                        if r.held.capacity() == 0 {
+                            // One allocation for the usual handful of budgets.
+                            r.held.reserve_exact(8);
+                        }
                         r.held.push(h);
                     }
                     Err(why) => {
@@ -654,39 +658,62 @@ impl Reservation {
     }
 }
 
-/// Appends the three `x-ratelimit-*-NAME` lines.
+/// Appends the three `x-ratelimit-*-NAME` lines. Written byte by byte (itoa, no
+/// `fmt`): every answer under a limit carries them.
 pub fn write_headroom(name: &str, h: Headroom, out: &mut Vec<u8>) {
-    use std::io::Write as _;
-    let _ = write!(
-        out,
-        "x-ratelimit-limit-{name}: {}\r\nx-ratelimit-remaining-{name}: {}\r\nx-ratelimit-reset-{name}: {}\r\n",
-        h.limit,
-        h.remaining,
-        fmt_duration(h.reset)
-    );
+    let mut n = itoa::Buffer::new();
+    for (what, value) in [("limit", h.limit), ("remaining", h.remaining)] {
+        out.extend_from_slice(b"x-ratelimit-");
+        out.extend_from_slice(what.as_bytes());
+        out.push(b'-');
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(n.format(value).as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"x-ratelimit-reset-");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b": ");
+    push_duration(h.reset, out);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// OpenAI's reset format: `120ms`, `1.5s`, `6m0s`, `1h2m3s`.
 pub fn fmt_duration(d: Duration) -> String {
+    let mut out = Vec::with_capacity(16);
+    push_duration(d, &mut out);
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Appends `d` in [`fmt_duration`]'s format.
+fn push_duration(d: Duration, out: &mut Vec<u8>) {
+    let mut n = itoa::Buffer::new();
     let ms = d.as_millis() as u64;
     if ms < 1000 {
-        return format!("{ms}ms");
+        out.extend_from_slice(n.format(ms).as_bytes());
+        out.extend_from_slice(b"ms");
+        return;
     }
     let s = d.as_secs();
     if s < 60 {
+        out.extend_from_slice(n.format(s).as_bytes());
         let tenths = (ms % 1000) / 100;
-        return if tenths == 0 {
-            format!("{s}s")
-        } else {
-            format!("{s}.{tenths}s")
-        };
+        if tenths != 0 {
+            out.push(b'.');
+            out.push(b'0' + tenths as u8);
+        }
+        out.push(b's');
+        return;
     }
     let (h, m, s) = (s / 3600, (s / 60) % 60, s % 60);
     if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else {
-        format!("{m}m{s}s")
+        out.extend_from_slice(n.format(h).as_bytes());
+        out.push(b'h');
     }
+    out.extend_from_slice(n.format(m).as_bytes());
+    out.push(b'm');
+    out.extend_from_slice(n.format(s).as_bytes());
+    out.push(b's');
 }
 
 #[cfg(test)]
@@ -894,6 +921,19 @@ mod tests {
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(fmt_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(fmt_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(fmt_duration(Duration::from_secs(7)), "7s");
+        assert_eq!(fmt_duration(Duration::ZERO), "0ms");
+        let mut out = Vec::new();
+        let h = Headroom {
+            limit: 1000,
+            remaining: 0,
+            reset: Duration::from_millis(61_900),
+        };
+        write_headroom("tokens", h, &mut out);
+        assert_eq!(
+            out,
+            b"x-ratelimit-limit-tokens: 1000\r\nx-ratelimit-remaining-tokens: 0\r\nx-ratelimit-reset-tokens: 1m1s\r\n"
+        );
     }
 
     /// Many threads at the edge of one budget: the total taken never passes it.

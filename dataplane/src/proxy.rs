@@ -132,7 +132,7 @@ pub async fn handle(
         return Outcome::Failed(Error::new(ErrorKind::NoRoute, "upstream has no target"));
     };
     slot.client_gone.set(false);
-    let mut tap = Tap::new(plan, req.started);
+    let mut tap = Tap::new(plan, req.started, shard.take_vec());
     if let Some(m) = meter {
         tap.set_meter(m);
     }
@@ -153,6 +153,7 @@ pub async fn handle(
         }
     }
     tap.fill(entry);
+    shard.give_vec(tap.take_json_buffer());
     let tokens = used_tokens(entry);
     if let Some(m) = tap.take_meter() {
         settle(m, tokens, tap.quota_cut(), price);

@@ -174,6 +174,10 @@ impl Shard {
             return;
         };
         let mut buf = self.log_buf.borrow_mut();
+        if buf.capacity() == 0 {
+            // A batch fills to FLUSH_BYTES: size it once instead of doubling up to it.
+            buf.reserve(FLUSH_BYTES + 4096);
+        }
         entry.write_line(request_id, self.id, &mut buf);
         if buf.len() >= FLUSH_BYTES {
             log.send(std::mem::take(&mut *buf));

@@ -140,7 +140,8 @@ struct ChoiceStream {
 }
 
 impl Tap {
-    pub fn new(plan: Plan, started: Instant) -> Tap {
+    /// `json` is an empty buffer to reuse for a JSON answer that must be read whole.
+    pub fn new(plan: Plan, started: Instant, json: Vec<u8>) -> Tap {
         Tap {
             mode: Mode::Off,
             meter: None,
@@ -148,7 +149,7 @@ impl Tap {
             plan,
             started,
             scanner: None,
-            json: Vec::new(),
+            json,
             json_overflow: false,
             streams: Vec::new(),
             counts: KindCounts::default(),
@@ -430,6 +431,11 @@ impl Tap {
             out.extend_from_slice(&self.json);
         }
         Ok(())
+    }
+
+    /// The JSON buffer, for the next request (call after [`Tap::fill`]).
+    pub fn take_json_buffer(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.json)
     }
 
     /// Puts what the tap learnt into the access-log entry.

@@ -39,7 +39,8 @@ impl Default for ResponseHead {
             status: 0,
             minor: 1,
             len: 0,
-            headers: Vec::with_capacity(16),
+            // Grown on first use: a connection keeps its head across requests.
+            headers: Vec::new(),
             framing: ResponseFraming::None,
             keep_alive: true,
             event_stream: false,
