@@ -217,7 +217,7 @@ impl Bucket {
 /// Per-model buckets of one budget.
 #[derive(Debug, Default)]
 pub struct ModelBuckets {
-    map: RwLock<HashMap<String, Arc<Bucket>>>,
+    map: RwLock<HashMap<String, Arc<Bucket>, ahash::RandomState>>,
 }
 
 impl ModelBuckets {

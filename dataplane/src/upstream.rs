@@ -24,7 +24,7 @@ struct Idle {
 
 #[derive(Default)]
 pub struct Pools {
-    idle: RefCell<HashMap<SocketAddr, Vec<Idle>>>,
+    idle: RefCell<HashMap<SocketAddr, Vec<Idle>, ahash::RandomState>>,
 }
 
 impl Pools {
