@@ -20,13 +20,16 @@
 //! an error event in the upstream's dialect (and `[DONE]` for OpenAI's).
 
 use crate::accesslog::{Entry, Source};
-use crate::inspect::pii::{Detector, EntityKind, KindCounts, RedactState, StreamRedactor, Verdict};
+use crate::inspect::pii::{
+    Detector, EntityKind, JsonStreamRedactor, KindCounts, RedactState, StreamBlocked,
+    StreamRedactor, Verdict,
+};
 use crate::inspect::sse::{DeltaKind, Dialect, EventKind, SseScanner};
 use crate::inspect::tokens::{Family, StreamCounter};
 use crate::inspect::usage::{body_facts, Usage};
 use crate::limits::{now_ns, Reservation};
 use crate::pricing::Price;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -132,11 +135,43 @@ pub struct Tap {
 
 struct ChoiceStream {
     index: u32,
-    /// Visible text or reasoning: each has its own redactor and template.
+    /// The tool call within the choice (tool-call arguments); else 0.
+    sub: u32,
+    /// Visible text, reasoning or a tool call's arguments: each has its own redactor
+    /// and template.
     kind: DeltaKind,
-    redactor: StreamRedactor<Arc<Detector>>,
+    redactor: Redactor,
     /// The last text event of this choice, as a template for flushing held text.
     last: Option<(String, Dialect, Value)>,
+}
+
+/// Text is redacted as text; tool-call arguments as the JSON document they build.
+enum Redactor {
+    Text(StreamRedactor<Arc<Detector>>),
+    Json(JsonStreamRedactor<Arc<Detector>>),
+}
+
+impl Redactor {
+    fn push(&mut self, piece: &str, out: &mut String) -> Result<(), StreamBlocked> {
+        match self {
+            Redactor::Text(r) => r.push(piece, out),
+            Redactor::Json(r) => r.push(piece, out),
+        }
+    }
+
+    fn finish(&mut self, out: &mut String) -> Result<(), StreamBlocked> {
+        match self {
+            Redactor::Text(r) => r.finish(out),
+            Redactor::Json(r) => r.finish(out),
+        }
+    }
+
+    fn counts(&self) -> KindCounts {
+        match self {
+            Redactor::Text(r) => r.counts(),
+            Redactor::Json(r) => r.counts(),
+        }
+    }
 }
 
 impl Tap {
@@ -299,12 +334,10 @@ impl Tap {
                 out.extend_from_slice(ev.raw());
                 return;
             };
-            // Visible text and reasoning are redacted; tool-call arguments are JSON
-            // fragments and pass as they are.
-            let texts: Vec<(u32, DeltaKind, &str)> = ev
+            // Visible text, reasoning and tool-call arguments (as JSON) are redacted.
+            let texts: Vec<(u32, u32, DeltaKind, &str)> = ev
                 .deltas()
-                .filter(|d| matches!(d.kind, DeltaKind::Text | DeltaKind::Reasoning))
-                .map(|d| (d.index, d.kind, d.text))
+                .map(|d| (d.index, d.sub, d.kind, d.text))
                 .collect();
             if ev.kind() != EventKind::Message || texts.is_empty() {
                 // Held text goes out before anything that ends or follows the text
@@ -329,7 +362,7 @@ impl Tap {
             // Reasoning that gives way to the answer (or the reverse) in a choice: the
             // held text of the kind that stopped goes out first, in order.
             let present =
-                |i: u32, k: DeltaKind| texts.iter().any(|&(ti, tk, _)| ti == i && tk == k);
+                |i: u32, k: DeltaKind| texts.iter().any(|&(ti, _, tk, _)| ti == i && tk == k);
             flush(
                 streams,
                 |s| present(s.index, other(s.kind)) && !present(s.index, s.kind),
@@ -341,8 +374,8 @@ impl Tap {
             if blocked.is_some() {
                 return;
             }
-            for &(index, kind, piece) in &texts {
-                let s = stream_for(streams, index, kind, det);
+            for &(index, sub, kind, piece) in &texts {
+                let s = stream_for(streams, index, sub, kind, det);
                 text.clear();
                 if let Err(b) = s.redactor.push(piece, text) {
                     *blocked = Some(b.kind);
@@ -350,9 +383,9 @@ impl Tap {
                     block_event(dialect, b.kind, out);
                     return;
                 }
-                set_text(&mut v, dialect, index, kind, text);
+                set_text(&mut v, dialect, (index, sub), kind, text);
                 let mut template = v.clone();
-                keep_only(&mut template, dialect, index, kind);
+                keep_only(&mut template, dialect, (index, sub), kind);
                 s.last = Some((ev.name().to_string(), dialect, template));
             }
             write_event(ev.name(), &v, out);
@@ -509,19 +542,25 @@ fn apply_usage(e: &mut Entry, usage: Option<Usage>, counted: Option<u64>) {
 fn stream_for<'s>(
     streams: &'s mut Vec<ChoiceStream>,
     index: u32,
+    sub: u32,
     kind: DeltaKind,
     det: &Arc<Detector>,
 ) -> &'s mut ChoiceStream {
     let pos = match streams
         .iter()
-        .position(|s| s.index == index && s.kind == kind)
+        .position(|s| s.index == index && s.sub == sub && s.kind == kind)
     {
         Some(p) => p,
         None => {
+            let det = Arc::clone(det);
             streams.push(ChoiceStream {
                 index,
+                sub,
                 kind,
-                redactor: StreamRedactor::new(Arc::clone(det)),
+                redactor: match kind {
+                    DeltaKind::ToolArgs => Redactor::Json(JsonStreamRedactor::new(det)),
+                    _ => Redactor::Text(StreamRedactor::new(det)),
+                },
                 last: None,
             });
             streams.len() - 1
@@ -565,7 +604,7 @@ fn flush(
             }
             Ok(()) if !text.is_empty() => {
                 let mut v = template.clone();
-                set_text(&mut v, *dialect, s.index, s.kind, text);
+                set_text(&mut v, *dialect, (s.index, s.sub), s.kind, text);
                 write_event(name, &v, out);
             }
             Ok(()) => {}
@@ -577,7 +616,15 @@ fn flush(
 const REASONING_KEYS: [&str; 2] = ["reasoning_content", "reasoning"];
 
 /// Replaces the `kind` delta of choice `index` in an event.
-fn set_text(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind, text: &str) {
+/// Puts `text` back where the `kind` delta of choice (or block) `index`, tool call
+/// `sub`, was in the event.
+fn set_text(
+    v: &mut Value,
+    dialect: Dialect,
+    (index, sub): (u32, u32),
+    kind: DeltaKind,
+    text: &str,
+) {
     let new = Value::String(text.to_string());
     match dialect {
         Dialect::OpenAiChat | Dialect::OpenAiCompletions => {
@@ -592,6 +639,12 @@ fn set_text(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind, text: 
                 if dialect == Dialect::OpenAiCompletions {
                     c["text"] = new.clone();
                 } else if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
+                    if kind == DeltaKind::ToolArgs {
+                        if let Some(f) = tool_function(d, sub) {
+                            f.insert("arguments".into(), new.clone());
+                        }
+                        continue;
+                    }
                     let key = match kind {
                         DeltaKind::Reasoning => REASONING_KEYS
                             .into_iter()
@@ -607,7 +660,8 @@ fn set_text(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind, text: 
             if let Some(d) = v.get_mut("delta").and_then(Value::as_object_mut) {
                 let key = match kind {
                     DeltaKind::Reasoning => "thinking",
-                    _ => "text",
+                    DeltaKind::ToolArgs => "partial_json",
+                    DeltaKind::Text => "text",
                 };
                 d.insert(key.into(), new);
             }
@@ -620,9 +674,26 @@ fn set_text(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind, text: 
     }
 }
 
-/// Leaves only the `kind` text in choice `index` of an OpenAI chat event (a template for
-/// held text must not repeat the other kind's text or tool-call fragments).
-fn keep_only(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind) {
+/// The `function` object of tool call `sub` in an OpenAI chat delta (`tool_calls[]`
+/// by its `index`, or the legacy `function_call`).
+fn tool_function(d: &mut Map<String, Value>, sub: u32) -> Option<&mut Map<String, Value>> {
+    if !d.contains_key("tool_calls") {
+        return d.get_mut("function_call").and_then(Value::as_object_mut);
+    }
+    let calls = d.get_mut("tool_calls").and_then(Value::as_array_mut)?;
+    let (_, call) = calls.iter_mut().enumerate().find(|(pos, c)| {
+        c.get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(*pos as u64)
+            == u64::from(sub)
+    })?;
+    call.get_mut("function").and_then(Value::as_object_mut)
+}
+
+/// Leaves only the `kind` text of choice `index` (tool call `sub`) in an OpenAI chat
+/// event: a template for held text must not repeat other text, other tool calls, or a
+/// tool call's id and name (clients concatenate them).
+fn keep_only(v: &mut Value, dialect: Dialect, (index, sub): (u32, u32), kind: DeltaKind) {
     if dialect != Dialect::OpenAiChat {
         return;
     }
@@ -631,16 +702,44 @@ fn keep_only(v: &mut Value, dialect: Dialect, index: u32, kind: DeltaKind) {
     };
     choices.retain(|c| c.get("index").and_then(Value::as_u64).unwrap_or(0) == u64::from(index));
     for c in choices {
-        if let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) {
-            d.remove("tool_calls");
-            match kind {
-                DeltaKind::Reasoning => {
-                    d.remove("content");
+        let Some(d) = c.get_mut("delta").and_then(Value::as_object_mut) else {
+            continue;
+        };
+        match kind {
+            DeltaKind::Reasoning => {
+                d.remove("content");
+                d.remove("tool_calls");
+            }
+            DeltaKind::Text => {
+                d.remove("tool_calls");
+                for k in REASONING_KEYS {
+                    d.remove(k);
                 }
-                _ => {
-                    for k in REASONING_KEYS {
-                        d.remove(k);
+            }
+            DeltaKind::ToolArgs => {
+                d.remove("content");
+                d.remove("role");
+                for k in REASONING_KEYS {
+                    d.remove(k);
+                }
+                if let Some(calls) = d.get_mut("tool_calls").and_then(Value::as_array_mut) {
+                    let mut pos = 0u64;
+                    calls.retain(|c| {
+                        let keep =
+                            c.get("index").and_then(Value::as_u64).unwrap_or(pos) == u64::from(sub);
+                        pos += 1;
+                        keep
+                    });
+                    for call in calls.iter_mut().filter_map(Value::as_object_mut) {
+                        call.remove("id");
+                        call.remove("type");
+                        if let Some(f) = call.get_mut("function").and_then(Value::as_object_mut) {
+                            f.remove("name");
+                        }
                     }
+                }
+                if let Some(f) = d.get_mut("function_call").and_then(Value::as_object_mut) {
+                    f.remove("name");
                 }
             }
         }

@@ -392,3 +392,139 @@ fn streamed_reasoning_is_redacted_and_stays_before_the_answer() {
     let first_c = seq.iter().position(|(k, _)| *k == "c").unwrap();
     assert!(seq[first_c..].iter().all(|(k, _)| *k == "c"), "{seq:?}");
 }
+
+/// Every `data:` JSON of an SSE body.
+fn sse_json(body: &[u8]) -> Vec<serde_json::Value> {
+    String::from_utf8(body.to_vec())
+        .unwrap()
+        .split("\n\n")
+        .filter_map(|ev| ev.lines().find_map(|l| l.strip_prefix("data: ")))
+        .filter(|d| *d != "[DONE]")
+        .map(|d| serde_json::from_str(d).unwrap())
+        .collect()
+}
+
+#[test]
+fn streamed_tool_call_arguments_are_redacted_as_json() {
+    // Two tool calls streamed side by side: the first's e-mail is cut across
+    // fragments, the second's arguments hold escapes around one.
+    let up = Upstream::start(move |_, s| {
+        sse_head(s).unwrap();
+        let call = |i: u32, head: bool, args: &str| {
+            let mut c = serde_json::json!({"index": i, "function": {"arguments": args}});
+            if head {
+                c["id"] = format!("call_{i}").into();
+                c["type"] = "function".into();
+                c["function"]["name"] = format!("send_{i}").into();
+            }
+            serde_json::json!({"object":"chat.completion.chunk","choices":[{"index":0,"delta":{"tool_calls":[c]}}]})
+        };
+        let events = [
+            call(0, true, ""),
+            call(0, false, "{\"to\": \"jane.d"),
+            call(1, true, "{\"body\": \"hi\\nbob"),
+            call(0, false, "oe@corp.example\", \"n\": 4"),
+            call(1, false, "@example.org \\u00e9\"}"),
+            call(0, false, "2}"),
+        ];
+        for ev in events {
+            sse_event(s, &ev.to_string()).unwrap();
+        }
+        sse_event(s, r#"{"object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}"#).unwrap();
+        sse_end(s).unwrap();
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            "/v1/chat/completions",
+            r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(
+        !body.contains("corp.example") && !body.contains("bob@"),
+        "{body}"
+    );
+    // What a client assembles per tool call: its arguments, id and name.
+    let mut args = [String::new(), String::new()];
+    let mut names = [String::new(), String::new()];
+    let mut ids = [String::new(), String::new()];
+    for v in sse_json(&r.body) {
+        for c in v["choices"][0]["delta"]["tool_calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let i = c["index"].as_u64().unwrap() as usize;
+            args[i] += c["function"]["arguments"].as_str().unwrap_or("");
+            names[i] += c["function"]["name"].as_str().unwrap_or("");
+            ids[i] += c["id"].as_str().unwrap_or("");
+        }
+    }
+    assert_eq!((ids[0].as_str(), names[0].as_str()), ("call_0", "send_0"));
+    assert_eq!((ids[1].as_str(), names[1].as_str()), ("call_1", "send_1"));
+    let a0: serde_json::Value = serde_json::from_str(&args[0]).unwrap();
+    let a1: serde_json::Value = serde_json::from_str(&args[1]).unwrap();
+    assert_eq!(a0, serde_json::json!({"to": "[EMAIL_1]", "n": 42}));
+    // Each tool call has its own placeholder numbering, like each choice.
+    assert_eq!(a1, serde_json::json!({"body": "hi\n[EMAIL_1] é"}));
+}
+
+#[test]
+fn anthropic_tool_input_deltas_are_redacted_as_json() {
+    let up = Upstream::start(move |_, s| {
+        sse_head(s).unwrap();
+        let raw = |name: &str, data: serde_json::Value| format!("event: {name}\ndata: {data}\n\n");
+        let mut out = String::new();
+        out += &raw(
+            "message_start",
+            serde_json::json!({"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[],"usage":{"input_tokens":5,"output_tokens":1}}}),
+        );
+        out += &raw(
+            "content_block_start",
+            serde_json::json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"toolu_1","name":"send","input":{}}}),
+        );
+        for p in ["{\"to\": \"ja", "ne.doe@corp.exa", "mple\"}"] {
+            out += &raw(
+                "content_block_delta",
+                serde_json::json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":p}}),
+            );
+        }
+        out += &raw(
+            "content_block_stop",
+            serde_json::json!({"type":"content_block_stop","index":0}),
+        );
+        out += &raw(
+            "message_delta",
+            serde_json::json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":9}}),
+        );
+        out += &raw("message_stop", serde_json::json!({"type":"message_stop"}));
+        use std::io::Write as _;
+        s.write_all(format!("{:x}\r\n{out}\r\n0\r\n\r\n", out.len()).as_bytes())
+            .unwrap();
+        After::KeepAlive
+    });
+    let gw = gateway(up.addr, REDACT);
+    let r = request(
+        gw.addr,
+        &post_json(
+            // Under the route with the policy; the dialect comes from the events.
+            "/v1/chat/messages",
+            r#"{"model":"claude","stream":true,"max_tokens":64,"messages":[{"role":"user","content":"hi"}]}"#,
+        ),
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    let body = String::from_utf8(r.body.clone()).unwrap();
+    assert!(!body.contains("corp.exa"), "{body}");
+    let input: String = sse_json(&r.body)
+        .iter()
+        .filter_map(|v| v["delta"]["partial_json"].as_str().map(str::to_string))
+        .collect();
+    let v: serde_json::Value = serde_json::from_str(&input).unwrap();
+    assert_eq!(v, serde_json::json!({"to": "[EMAIL_1]"}));
+}

@@ -24,11 +24,13 @@
 //! hold-back (see its module docs).
 
 mod builtin;
+mod json_stream;
 mod redact;
 mod stream;
 #[cfg(test)]
 mod tests;
 
+pub use json_stream::JsonStreamRedactor;
 pub use redact::{KindCounts, Outcome, RedactState, Verdict};
 pub use stream::{StreamBlocked, StreamRedactor, STREAM_HOLD, STREAM_MAX_HOLD};
 
