@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod dist;
 mod mock;
+mod plot;
 mod run;
 
 #[global_allocator]
@@ -29,6 +30,9 @@ enum Command {
     /// Generate load against an OpenAI-compatible endpoint and report
     /// latency percentiles.
     Run(run::RunArgs),
+    /// Draw SVG charts (latency percentiles, throughput) from `run --json`
+    /// result files.
+    Plot(plot::PlotArgs),
 }
 
 fn main() -> ExitCode {
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Mock(args) => mock::run(args),
         Command::Run(args) => run::run(args),
+        Command::Plot(args) => plot::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
