@@ -8,7 +8,9 @@
 #   streams   STREAMS concurrent SSE streams (default 1000) of 20 events at 20 events/s
 #   single    one connection, plain chat
 # Writes bench-results/DATE-compare/ (or $OUT_DIR): commands, machine, raw JSON per run,
-# results.csv and summary.md (medians, ratios against nginx, CPU per request).
+# results.csv, summary.md (medians, ratios against nginx, CPU per request) and plots/:
+# per scenario, SCENARIO-latency.svg (percentile curves per target; inter-token latency
+# for `streams`) and SCENARIO-throughput.svg, drawn by `weir-loadtest plot`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -197,4 +199,18 @@ for scen in dict.fromkeys(r["scenario"] for r in rows):
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
+
+# Plots: one pair per scenario, the rounds of each target merged by median.
+mkdir -p "$OUT_DIR/plots"
+for s in $SCENARIOS; do
+  metric=request; what="request latency"
+  [ "$s" = streams ] && { metric=itl; what="inter-token latency"; }
+  series=()
+  for t in $TARGETS; do
+    for f in "$OUT_DIR"/raw/"$s-$t"-r*.json; do [ -e "$f" ] && series+=("$t=$f"); done
+  done
+  [ ${#series[@]} -gt 0 ] || continue
+  ./target/release/weir-loadtest plot --out "$OUT_DIR/plots" --name "$s" --metric "$metric" \
+    --title "$s ($what; $ROUNDS rounds, medians)" "${series[@]}" || echo "WARNING: no plot for $s"
+done
 echo "==> results in $OUT_DIR"
