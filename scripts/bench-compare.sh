@@ -203,14 +203,14 @@ PY
 # Plots: one pair per scenario, the rounds of each target merged by median.
 mkdir -p "$OUT_DIR/plots"
 for s in $SCENARIOS; do
-  metric=request; what="request latency"
-  [ "$s" = streams ] && { metric=itl; what="inter-token latency"; }
+  metric=request
+  [ "$s" = streams ] && metric=itl
   series=()
   for t in $TARGETS; do
     for f in "$OUT_DIR"/raw/"$s-$t"-r*.json; do [ -e "$f" ] && series+=("$t=$f"); done
   done
   [ ${#series[@]} -gt 0 ] || continue
   ./target/release/weir-loadtest plot --out "$OUT_DIR/plots" --name "$s" --metric "$metric" \
-    --title "$s ($what; $ROUNDS rounds, medians)" "${series[@]}" || echo "WARNING: no plot for $s"
+    --title "$s ($ROUNDS rounds, medians)" "${series[@]}" || echo "WARNING: no plot for $s"
 done
 echo "==> results in $OUT_DIR"
