@@ -130,6 +130,10 @@ pub struct RunArgs {
     /// Sent as `Authorization: Bearer KEY`.
     #[arg(long)]
     pub api_key: Option<String>,
+    /// An extra request header, `Name: value` (repeatable), e.g. a gateway's routing
+    /// headers.
+    #[arg(long = "header", value_name = "NAME: VALUE", value_parser = parse_header)]
+    pub headers: Vec<(String, String)>,
     /// Allow targets that are not loopback addresses.
     #[arg(long)]
     pub allow_remote: bool,
@@ -294,6 +298,9 @@ fn build_requests(args: &RunArgs, target: &Target) -> Result<(Vec<Vec<u8>>, Stri
             if let Some(key) = &args.api_key {
                 head.push_str(&format!("Authorization: Bearer {key}\r\n"));
             }
+            for (name, value) in &args.headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
             if args.workload == Workload::ChatStream {
                 head.push_str("Accept: text/event-stream\r\n");
             }
@@ -304,6 +311,26 @@ fn build_requests(args: &RunArgs, target: &Target) -> Result<(Vec<Vec<u8>>, Stri
         })
         .collect();
     Ok((requests, path))
+}
+
+/// `Name: value` of `--header`: a token name and a value without line breaks, so a
+/// header cannot smuggle another line into the request.
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    let (name, value) = s
+        .split_once(':')
+        .ok_or_else(|| format!("expected `Name: value`, got {s:?}"))?;
+    let name = name.trim();
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!("bad header name {name:?}"));
+    }
+    let value = value.trim();
+    if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(format!(
+            "header {name:?}: the value has a line break or NUL"
+        ));
+    }
+    Ok((name.to_string(), value.to_string()))
 }
 
 /// `n` words of plain English-like text (a prompt of a known length).
@@ -753,6 +780,33 @@ mod tests {
         let mut argv = vec!["t"];
         argv.extend_from_slice(extra);
         T::try_parse_from(argv).unwrap().a
+    }
+
+    #[test]
+    fn extra_headers_are_sent_and_checked() {
+        let a = args(&[
+            "--header",
+            "x-portkey-provider: openai",
+            "--header",
+            "X-Tenant:a b",
+        ]);
+        let t = parse_url(&a.url).unwrap();
+        let (reqs, _) = build_requests(&a, &t).unwrap();
+        let head = String::from_utf8_lossy(&reqs[0]);
+        assert!(
+            head.contains("\r\nx-portkey-provider: openai\r\n"),
+            "{head}"
+        );
+        assert!(head.contains("\r\nX-Tenant: a b\r\n"), "{head}");
+        for bad in [
+            "novalue",
+            ": v",
+            "bad name: v",
+            "x: a\r\nInjected: 1",
+            "a\rb: v",
+        ] {
+            assert!(parse_header(bad).is_err(), "{bad:?}");
+        }
     }
 
     /// (max_tokens, prompt words) of every body built for `extra`.
