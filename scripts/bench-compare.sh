@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Weir beside its peers, measured with weir-loadtest: direct to the mock, nginx, HAProxy
-# and Weir (TensorZero, Portkey and LiteLLM are not set up by this script yet; it says so).
+# and Weir; with TARGETS="... portkey" also the Portkey gateway (Node, installed from npm
+# into $PEER_DIR; ~1k rps here, so keep it to the closed, open-1000 and single scenarios).
+# TensorZero and LiteLLM are not set up by this script yet; it says so.
 # Pinned: every proxy on PROXY_CPU, the mocks and the load generator on LOAD_CPU.
 # Interleaved rounds. Scenarios:
 #   closed    closed loop, 32 connections, plain chat (max throughput)
@@ -28,7 +30,21 @@ OUT_DIR="${OUT_DIR:-bench-results/$(date +%Y-%m-%d)-compare}"
 for tool in nginx haproxy; do
   command -v "$tool" >/dev/null || { echo "==> installing $tool"; apt-get install -y "$tool" >/dev/null; }
 done
-for peer in TensorZero Portkey LiteLLM; do
+PEER_DIR="${PEER_DIR:-$HOME/.cache/weir-peers}"
+case " $TARGETS " in
+  *" portkey "*)
+    if [ ! -f "$PEER_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js" ]; then
+      echo "==> installing the Portkey gateway 1.15.2 into $PEER_DIR/portkey (npm)"
+      mkdir -p "$PEER_DIR/portkey"
+      # @hono/node-server newer than 1.13.8 breaks streaming on Node 20 (../shared/PEERS.md).
+      echo '{"name":"weir-peer-portkey","private":true,"dependencies":{"@portkey-ai/gateway":"1.15.2"},"overrides":{"@hono/node-server":"1.13.8"}}' \
+        >"$PEER_DIR/portkey/package.json"
+      (cd "$PEER_DIR/portkey" && npm install --no-audit --no-fund >/dev/null 2>&1) \
+        || { echo "==> skipping Portkey: npm install failed"; TARGETS="${TARGETS/portkey/}"; }
+    fi ;;
+  *) echo "==> skipping Portkey: not in TARGETS (add it: TARGETS=\"direct nginx haproxy weir portkey\")" ;;
+esac
+for peer in TensorZero LiteLLM; do
   echo "==> skipping $peer: not set up by this script yet (see ../shared/PEERS.md for how to run it)"
 done
 echo "==> building release"
@@ -96,6 +112,15 @@ taskset -c "$PROXY_CPU" haproxy -f "$WORK/haproxy.cfg" -db >"$WORK/haproxy.log" 
 taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$FAST" --listen 127.0.0.1:0 --shards 1 >"$WORK/w1.log" 2>&1 & PIDS+=($!); WEIR_PID=$!
 taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$SLOW" --listen 127.0.0.1:0 --shards 1 >"$WORK/w2.log" 2>&1 & PIDS+=($!); WEIR2_PID=$!
 W1="$(addr_of "$WORK/w1.log" 'http://[0-9.:]+')"; W2="$(addr_of "$WORK/w2.log" 'http://[0-9.:]+')"
+
+# Portkey: one Node process; the mock it forwards to is chosen per request by header.
+PORTKEY_PID=""
+case " $TARGETS " in *" portkey "*)
+  PK="$(free_port)"
+  taskset -c "$PROXY_CPU" node "$PEER_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js" \
+    --port="$PK" --headless >"$WORK/portkey.log" 2>&1 & PIDS+=($!); PORTKEY_PID=$!
+  for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PK") 2>/dev/null && break; sleep 0.1; done ;;
+esac
 sleep 0.5
 
 url() {  # target, fast|slow
@@ -104,12 +129,20 @@ url() {  # target, fast|slow
     nginx-fast) echo "http://127.0.0.1:$NG1" ;; nginx-slow) echo "http://127.0.0.1:$NG2" ;;
     haproxy-fast) echo "http://127.0.0.1:$HA1" ;; haproxy-slow) echo "http://127.0.0.1:$HA2" ;;
     weir-fast) echo "http://$W1" ;; weir-slow) echo "http://$W2" ;;
+    portkey-*) echo "http://127.0.0.1:$PK" ;;
+  esac
+}
+headers_for() {  # target, fast|slow: what a gateway routed by headers needs
+  case "$1" in
+    portkey) printf '%s\n' --header "x-portkey-provider: openai" \
+      --header "x-portkey-custom-host: http://$([ "$2" = fast ] && echo "$FAST" || echo "$SLOW")/v1" ;;
   esac
 }
 pids_of() {  # the process trees whose CPU is charged to a target
   case "$1" in
     direct) echo "" ;; nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;; weir) echo "$WEIR_PID $WEIR2_PID" ;;
+    portkey) echo "$PORTKEY_PID" ;;
   esac
 }
 args_for() {  # scenario -> generator arguments and which mock
@@ -130,6 +163,7 @@ args_for() {  # scenario -> generator arguments and which mock
   echo "# see scripts/bench-compare.sh; proxies on CPU $PROXY_CPU, mocks and generator on CPU $LOAD_CPU"
   echo "mocks: weir-loadtest mock --listen 127.0.0.1:0   and   --itl-ms 50 (streams)"
   for s in $SCENARIOS; do set -- $(args_for "$s"); shift; echo "$s: taskset -c $LOAD_CPU weir-loadtest run --url URL --duration ${DURATION}s $*"; done
+  [ -n "$PORTKEY_PID" ] && echo "portkey: taskset -c $PROXY_CPU node PEER_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js --port=PORT --headless (gateway 1.15.2, @hono/node-server 1.13.8); runs add --header 'x-portkey-provider: openai' --header 'x-portkey-custom-host: http://MOCK/v1'"
   echo; echo "# nginx.conf"; cat "$WORK/nginx/nginx.conf"; echo; echo "# haproxy.cfg"; cat "$WORK/haproxy.cfg"
 } >"$OUT_DIR/commands.txt"
 
@@ -140,8 +174,9 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $TARGETS; do
       json="raw/$s-$t-r$round.json"
       p="$(pids_of "$t")"; b="$(proc_ticks $p)"
+      mapfile -t extra < <(headers_for "$t" "$mock")
       taskset -c "$LOAD_CPU" ./target/release/weir-loadtest run --url "$(url "$t" "$mock")" \
-        --duration "${DURATION}s" "$@" --json "$OUT_DIR/$json" >/dev/null 2>&1 || true
+        --duration "${DURATION}s" "$@" "${extra[@]}" --json "$OUT_DIR/$json" >/dev/null 2>&1 || true
       a="$(proc_ticks $p)"
       echo "$round,$s,$t,$json,$(python3 -c "print(($a-$b)/$(getconf CLK_TCK))")" >>"$OUT_DIR/runs.csv"
       echo "round $round $s $t done"
@@ -178,7 +213,7 @@ def med(v, k):
 lines = ["# Peer comparison summary", "",
          "Medians over rounds. CPU µs/req: the proxy's process tree utime+stime over the run / successful requests.",
          "Added = target minus direct (same scenario, medians).", ""]
-order = ["direct", "nginx", "haproxy", "weir"]
+order = ["direct", "nginx", "haproxy", "weir", "portkey"]
 for scen in dict.fromkeys(r["scenario"] for r in rows):
     lines += [f"## {scen}", "",
               "| target | rps | errors | p50 ms | p99 ms | added p99 ms | ITL p99 ms | CPU µs/req | rps vs nginx | CPU vs nginx |",
