@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Weir beside its peers, measured with weir-loadtest: direct to the mock, nginx, HAProxy
 # and Weir; with TARGETS="... portkey" also the Portkey gateway (Node, installed from npm
-# into $PEER_DIR; ~1k rps here, so keep it to the closed, open-1000 and single scenarios).
-# TensorZero and LiteLLM are not set up by this script yet; it says so.
+# into $PEER_DIR; ~500 rps here) and with "... litellm" the LiteLLM proxy (Python, pip in a
+# venv in $PEER_DIR; ~200 rps): keep those to the closed, open-1000, streams and single
+# scenarios. TensorZero is not set up by this script yet; it says so.
 # Pinned: every proxy on PROXY_CPU, the mocks and the load generator on LOAD_CPU.
 # Interleaved rounds. Scenarios:
 #   closed    closed loop, 32 connections, plain chat (max throughput)
@@ -44,7 +45,17 @@ case " $TARGETS " in
     fi ;;
   *) echo "==> skipping Portkey: not in TARGETS (add it: TARGETS=\"direct nginx haproxy weir portkey\")" ;;
 esac
-for peer in TensorZero LiteLLM; do
+case " $TARGETS " in
+  *" litellm "*)
+    if [ ! -x "$PEER_DIR/litellm/bin/litellm" ]; then
+      echo "==> installing the LiteLLM proxy into $PEER_DIR/litellm (pip, venv)"
+      mkdir -p "$PEER_DIR"
+      { python3 -m venv "$PEER_DIR/litellm" && "$PEER_DIR/litellm/bin/pip" install -q 'litellm[proxy]'; } >/dev/null 2>&1 \
+        || { echo "==> skipping LiteLLM: pip install failed"; TARGETS="${TARGETS/litellm/}"; }
+    fi ;;
+  *) echo "==> skipping LiteLLM: not in TARGETS (add it: TARGETS=\"... litellm\")" ;;
+esac
+for peer in TensorZero; do
   echo "==> skipping $peer: not set up by this script yet (see ../shared/PEERS.md for how to run it)"
 done
 echo "==> building release"
@@ -121,6 +132,26 @@ case " $TARGETS " in *" portkey "*)
     --port="$PK" --headless >"$WORK/portkey.log" 2>&1 & PIDS+=($!); PORTKEY_PID=$!
   for _ in $(seq 1 100); do (exec 3<>/dev/tcp/127.0.0.1/"$PK") 2>/dev/null && break; sleep 0.1; done ;;
 esac
+
+# LiteLLM: one worker (one core, like nginx's one worker); the model name picks the mock.
+LITELLM_PID=""
+LITELLM_KEY="sk-weir-bench-0123456789abcdef0123456789"
+case " $TARGETS " in *" litellm "*)
+  LL="$(free_port)"
+  cat >"$WORK/litellm.yaml" <<CONF
+model_list:
+  - model_name: fast
+    litellm_params: {model: openai/mock-model, api_base: "http://$FAST/v1", api_key: "none"}
+  - model_name: slow
+    litellm_params: {model: openai/mock-model, api_base: "http://$SLOW/v1", api_key: "none"}
+# LiteLLM refuses to start without a master key; the runs send it.
+general_settings: {master_key: "$LITELLM_KEY"}
+CONF
+  LITELLM_LOCAL_MODEL_COST_MAP=True taskset -c "$PROXY_CPU" "$PEER_DIR/litellm/bin/litellm" \
+    --config "$WORK/litellm.yaml" --host 127.0.0.1 --port "$LL" --num_workers 1 --telemetry False \
+    >"$WORK/litellm.log" 2>&1 & PIDS+=($!); LITELLM_PID=$!
+  for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$LL/health/liveliness" >/dev/null 2>&1 && break; sleep 0.1; done ;;
+esac
 sleep 0.5
 
 url() {  # target, fast|slow
@@ -130,10 +161,12 @@ url() {  # target, fast|slow
     haproxy-fast) echo "http://127.0.0.1:$HA1" ;; haproxy-slow) echo "http://127.0.0.1:$HA2" ;;
     weir-fast) echo "http://$W1" ;; weir-slow) echo "http://$W2" ;;
     portkey-*) echo "http://127.0.0.1:$PK" ;;
+    litellm-*) echo "http://127.0.0.1:$LL" ;;
   esac
 }
-headers_for() {  # target, fast|slow: what a gateway routed by headers needs
+extra_for() {  # target, fast|slow: what a gateway routed by header or model name needs
   case "$1" in
+    litellm) printf '%s\n' --model "$2" --api-key "$LITELLM_KEY" ;;
     portkey) printf '%s\n' --header "x-portkey-provider: openai" \
       --header "x-portkey-custom-host: http://$([ "$2" = fast ] && echo "$FAST" || echo "$SLOW")/v1" ;;
   esac
@@ -142,7 +175,7 @@ pids_of() {  # the process trees whose CPU is charged to a target
   case "$1" in
     direct) echo "" ;; nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;; weir) echo "$WEIR_PID $WEIR2_PID" ;;
-    portkey) echo "$PORTKEY_PID" ;;
+    portkey) echo "$PORTKEY_PID" ;; litellm) echo "$LITELLM_PID" ;;
   esac
 }
 args_for() {  # scenario -> generator arguments and which mock
@@ -164,6 +197,7 @@ args_for() {  # scenario -> generator arguments and which mock
   echo "mocks: weir-loadtest mock --listen 127.0.0.1:0   and   --itl-ms 50 (streams)"
   for s in $SCENARIOS; do set -- $(args_for "$s"); shift; echo "$s: taskset -c $LOAD_CPU weir-loadtest run --url URL --duration ${DURATION}s $*"; done
   [ -n "$PORTKEY_PID" ] && echo "portkey: taskset -c $PROXY_CPU node PEER_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js --port=PORT --headless (gateway 1.15.2, @hono/node-server 1.13.8); runs add --header 'x-portkey-provider: openai' --header 'x-portkey-custom-host: http://MOCK/v1'"
+  [ -n "$LITELLM_PID" ] && { echo "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True taskset -c $PROXY_CPU litellm --config litellm.yaml --num_workers 1 --telemetry False ($("$PEER_DIR/litellm/bin/pip" show litellm 2>/dev/null | grep -i '^version')); runs add --model fast|slow"; echo "# litellm.yaml"; cat "$WORK/litellm.yaml"; }
   echo; echo "# nginx.conf"; cat "$WORK/nginx/nginx.conf"; echo; echo "# haproxy.cfg"; cat "$WORK/haproxy.cfg"
 } >"$OUT_DIR/commands.txt"
 
@@ -174,7 +208,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for t in $TARGETS; do
       json="raw/$s-$t-r$round.json"
       p="$(pids_of "$t")"; b="$(proc_ticks $p)"
-      mapfile -t extra < <(headers_for "$t" "$mock")
+      mapfile -t extra < <(extra_for "$t" "$mock")
       taskset -c "$LOAD_CPU" ./target/release/weir-loadtest run --url "$(url "$t" "$mock")" \
         --duration "${DURATION}s" "$@" "${extra[@]}" --json "$OUT_DIR/$json" >/dev/null 2>&1 || true
       a="$(proc_ticks $p)"
@@ -213,7 +247,7 @@ def med(v, k):
 lines = ["# Peer comparison summary", "",
          "Medians over rounds. CPU µs/req: the proxy's process tree utime+stime over the run / successful requests.",
          "Added = target minus direct (same scenario, medians).", ""]
-order = ["direct", "nginx", "haproxy", "weir", "portkey"]
+order = ["direct", "nginx", "haproxy", "weir", "portkey", "litellm"]
 for scen in dict.fromkeys(r["scenario"] for r in rows):
     lines += [f"## {scen}", "",
               "| target | rps | errors | p50 ms | p99 ms | added p99 ms | ITL p99 ms | CPU µs/req | rps vs nginx | CPU vs nginx |",
