@@ -2,8 +2,10 @@
 # Weir beside its peers, measured with weir-loadtest: direct to the mock, nginx, HAProxy
 # and Weir; with TARGETS="... portkey" also the Portkey gateway (Node, installed from npm
 # into $PEER_DIR; ~500 rps here) and with "... litellm" the LiteLLM proxy (Python, pip in a
-# venv in $PEER_DIR; ~200 rps): keep those to the closed, open-1000, streams and single
-# scenarios. TensorZero is not set up by this script yet; it says so.
+# venv in $PEER_DIR; tens of rps here). Keep Portkey to the closed, open-1000, streams and
+# single scenarios and LiteLLM to closed and single: an overloaded LiteLLM works through
+# its backlog after the run ends, on the proxy core, and disturbs the next cells.
+# TensorZero is not set up by this script yet; it says so.
 # Pinned: every proxy on PROXY_CPU, the mocks and the load generator on LOAD_CPU.
 # Interleaved rounds. Scenarios:
 #   closed    closed loop, 32 connections, plain chat (max throughput)
