@@ -48,6 +48,30 @@ pub struct RawUsage {
 }
 
 impl RawUsage {
+    /// The field a top-level usage count goes to (not the details).
+    fn count_slot(&mut self, key: &UsageKey) -> Option<&mut Option<u64>> {
+        Some(match key {
+            UsageKey::PromptTokens => &mut self.prompt_tokens,
+            UsageKey::CompletionTokens => &mut self.completion_tokens,
+            UsageKey::TotalTokens => &mut self.total_tokens,
+            UsageKey::InputTokens => &mut self.input_tokens,
+            UsageKey::OutputTokens => &mut self.output_tokens,
+            UsageKey::CacheRead => &mut self.cache_read_input_tokens,
+            UsageKey::CacheCreation => &mut self.cache_creation_input_tokens,
+            UsageKey::CacheHit => &mut self.prompt_cache_hit_tokens,
+            _ => return None,
+        })
+    }
+
+    /// The field a count inside `*_tokens_details` goes to.
+    fn detail_slot(&mut self, key: &UsageKey) -> Option<&mut Option<u64>> {
+        match key {
+            UsageKey::CachedTokens => Some(&mut self.cached_tokens),
+            UsageKey::ReasoningTokens => Some(&mut self.reasoning_tokens),
+            _ => None,
+        }
+    }
+
     /// Whether any known field was present.
     pub fn is_empty(&self) -> bool {
         *self == RawUsage::default()
@@ -140,21 +164,22 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
             escaped_key = true;
             return;
         }
-        let mut de = serde_json::Deserializer::from_slice(value);
         let ok = match key {
             b"model" => {
                 // Plain strings (no escapes) need no decoding.
                 if let Some(s) = value
                     .strip_prefix(b"\"")
                     .and_then(|v| v.strip_suffix(b"\""))
-                    .filter(|v| !v.is_empty() && memchr::memchr(b'\\', v).is_none())
+                    .filter(|v| !v.is_empty() && !v.contains(&b'\\'))
                     .and_then(|v| std::str::from_utf8(v).ok())
                 {
                     model = Some(s.to_string());
                     return;
                 }
                 let mut s = String::new();
-                let ok = StrInto(&mut s).deserialize(&mut de).is_ok();
+                let ok = StrInto(&mut s)
+                    .deserialize(&mut serde_json::Deserializer::from_slice(value))
+                    .is_ok();
                 if ok && !s.is_empty() {
                     model = Some(s);
                 }
@@ -165,17 +190,23 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
                     usage = Some(u);
                     true
                 }
-                None => UsageSeed(&mut usage).deserialize(&mut de).is_ok(),
+                None => UsageSeed(&mut usage)
+                    .deserialize(&mut serde_json::Deserializer::from_slice(value))
+                    .is_ok(),
             },
             _ => true,
         };
         bad_value |= !ok;
     });
-    if escaped_key || (skimmed.is_none() && !bad_value) {
+    if escaped_key {
         return body_facts_parsed(body);
     }
-    if skimmed.is_none() || bad_value {
+    if bad_value {
         return BodyFacts::default();
+    }
+    if skimmed.is_none() {
+        // Not an object the skim can walk (or nested past its depth): serde decides.
+        return body_facts_parsed(body);
     }
     BodyFacts {
         model,
@@ -190,40 +221,26 @@ fn raw_usage(value: &[u8]) -> Option<RawUsage> {
     let mut u = RawUsage::default();
     let mut odd = false;
     skim::members(value, |key, v| {
-        let slot = match usage_key(key) {
-            UsageKey::PromptTokens => &mut u.prompt_tokens,
-            UsageKey::CompletionTokens => &mut u.completion_tokens,
-            UsageKey::TotalTokens => &mut u.total_tokens,
-            UsageKey::InputTokens => &mut u.input_tokens,
-            UsageKey::OutputTokens => &mut u.output_tokens,
-            UsageKey::CacheRead => &mut u.cache_read_input_tokens,
-            UsageKey::CacheCreation => &mut u.cache_creation_input_tokens,
-            UsageKey::CacheHit => &mut u.prompt_cache_hit_tokens,
-            UsageKey::Details => {
-                if v != b"null" {
-                    let details = skim::members(v, |k, n| {
-                        let slot = match usage_key(k) {
-                            UsageKey::CachedTokens => &mut u.cached_tokens,
-                            UsageKey::ReasoningTokens => &mut u.reasoning_tokens,
-                            _ => return odd |= k.contains(&b'\\'),
-                        };
-                        match plain_count(n) {
-                            Some(n) => *slot = Some(n),
-                            None => odd = true,
-                        }
-                    });
-                    odd |= details.is_none();
-                }
-                return;
-            }
-            _ => return odd |= key.contains(&b'\\'),
-        };
-        match plain_count(v) {
-            Some(n) => *slot = Some(n),
-            None => odd = true,
+        let k = usage_key(key);
+        if !matches!(k, UsageKey::Details) {
+            odd |= !take_count(u.count_slot(&k), key, v);
+        } else if v != b"null" {
+            let details = skim::members(v, |dk, n| {
+                odd |= !take_count(u.detail_slot(&usage_key(dk)), dk, n);
+            });
+            odd |= details.is_none();
         }
     })?;
     (!odd).then_some(u)
+}
+
+/// Stores a plain count in `slot`; false when the skim cannot settle the member (a
+/// count written otherwise, or an escaped key that might name a field).
+fn take_count(slot: Option<&mut Option<u64>>, key: &[u8], v: &[u8]) -> bool {
+    match slot {
+        Some(slot) => plain_count(v).map(|n| *slot = Some(n)).is_some(),
+        None => !key.contains(&b'\\'),
+    }
 }
 
 /// A count written as plain digits (what every upstream sends), else `None`.
@@ -387,21 +404,12 @@ impl<'de> Visitor<'de> for UsageSeed<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut u = RawUsage::default();
         while let Some(key) = map.next_key::<UsageKey>()? {
-            match key {
-                UsageKey::PromptTokens => u.prompt_tokens = map.next_value_seed(Count)?,
-                UsageKey::CompletionTokens => u.completion_tokens = map.next_value_seed(Count)?,
-                UsageKey::TotalTokens => u.total_tokens = map.next_value_seed(Count)?,
-                UsageKey::InputTokens => u.input_tokens = map.next_value_seed(Count)?,
-                UsageKey::OutputTokens => u.output_tokens = map.next_value_seed(Count)?,
-                UsageKey::CacheRead => u.cache_read_input_tokens = map.next_value_seed(Count)?,
-                UsageKey::CacheCreation => {
-                    u.cache_creation_input_tokens = map.next_value_seed(Count)?
-                }
-                UsageKey::CacheHit => u.prompt_cache_hit_tokens = map.next_value_seed(Count)?,
-                UsageKey::Details => map.next_value_seed(DetailsSeed(&mut u))?,
-                _ => {
-                    map.next_value::<IgnoredAny>()?;
-                }
+            if let Some(slot) = u.count_slot(&key) {
+                *slot = map.next_value_seed(Count)?;
+            } else if matches!(key, UsageKey::Details) {
+                map.next_value_seed(DetailsSeed(&mut u))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
         let slot = self.0.get_or_insert_with(RawUsage::default);
@@ -428,18 +436,13 @@ impl<'de> Visitor<'de> for DetailsSeed<'_> {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<UsageKey>()? {
-            match key {
-                UsageKey::CachedTokens => {
+            match self.0.detail_slot(&key) {
+                Some(slot) => {
                     if let Some(n) = map.next_value_seed(Count)? {
-                        self.0.cached_tokens = Some(n);
+                        *slot = Some(n);
                     }
                 }
-                UsageKey::ReasoningTokens => {
-                    if let Some(n) = map.next_value_seed(Count)? {
-                        self.0.reasoning_tokens = Some(n);
-                    }
-                }
-                _ => {
+                None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
