@@ -615,7 +615,6 @@ fn flush(
 /// The keys of an OpenAI chat delta that carry reasoning (DeepSeek/vLLM, OpenRouter).
 const REASONING_KEYS: [&str; 2] = ["reasoning_content", "reasoning"];
 
-/// Replaces the `kind` delta of choice `index` in an event.
 /// Puts `text` back where the `kind` delta of choice (or block) `index`, tool call
 /// `sub`, was in the event.
 fn set_text(
@@ -681,13 +680,17 @@ fn tool_function(d: &mut Map<String, Value>, sub: u32) -> Option<&mut Map<String
         return d.get_mut("function_call").and_then(Value::as_object_mut);
     }
     let calls = d.get_mut("tool_calls").and_then(Value::as_array_mut)?;
-    let (_, call) = calls.iter_mut().enumerate().find(|(pos, c)| {
-        c.get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(*pos as u64)
-            == u64::from(sub)
-    })?;
+    let (_, call) = calls
+        .iter_mut()
+        .enumerate()
+        .find(|(pos, c)| is_call(c, *pos, sub))?;
     call.get_mut("function").and_then(Value::as_object_mut)
+}
+
+/// Whether entry `pos` of a `tool_calls` array is tool call `sub` (by its `index`,
+/// else by its position).
+fn is_call(c: &Value, pos: usize, sub: u32) -> bool {
+    c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64) == u64::from(sub)
 }
 
 /// Leaves only the `kind` text of choice `index` (tool call `sub`) in an OpenAI chat
@@ -723,12 +726,10 @@ fn keep_only(v: &mut Value, dialect: Dialect, (index, sub): (u32, u32), kind: De
                     d.remove(k);
                 }
                 if let Some(calls) = d.get_mut("tool_calls").and_then(Value::as_array_mut) {
-                    let mut pos = 0u64;
+                    let mut pos = 0;
                     calls.retain(|c| {
-                        let keep =
-                            c.get("index").and_then(Value::as_u64).unwrap_or(pos) == u64::from(sub);
                         pos += 1;
-                        keep
+                        is_call(c, pos - 1, sub)
                     });
                     for call in calls.iter_mut().filter_map(Value::as_object_mut) {
                         call.remove("id");

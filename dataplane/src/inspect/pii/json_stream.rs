@@ -66,17 +66,18 @@ impl<D: Deref<Target = Detector>> JsonStreamRedactor<D> {
             let (used, closed) = self.decode(rest);
             rest = &rest[used..];
             self.redacted.clear();
-            let r = self.inner.push(&self.decoded, &mut self.redacted);
-            if r.is_ok() && closed {
+            let mut r = self.inner.push(&self.decoded, &mut self.redacted);
+            let closing = closed && r.is_ok();
+            if closing {
+                // The string ends: nothing of it stays held.
                 self.in_string = false;
-                let r = self.inner.finish(&mut self.redacted);
-                self.emit(out);
-                out.push('"');
-                r?;
-            } else {
-                self.emit(out);
-                r?;
+                r = self.inner.finish(&mut self.redacted);
             }
+            self.emit(out);
+            if closing {
+                out.push('"');
+            }
+            r?;
         }
         Ok(())
     }
