@@ -15,8 +15,7 @@ W=$(mktemp -d)
 BEFORE=${BEFORE:-/tmp/wt-before-target/release/weir}
 AFTER=./target/release/weir
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >$W/mock.log 2>&1 & MOCK=$!
-for _ in $(seq 1 100); do grep -q "listening on" $W/mock.log && break; sleep 0.05; done
-MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print \$3}")"
+MOCK_ADDR="$(listen_addr $W/mock.log)"
 PORT=$(free_port)
 nginx_proxy_conf $W/nginx "$MOCK_ADDR" "$PORT" off
 taskset -c 1 nginx -p $W/nginx -c $W/nginx/nginx.conf & NG=$!
@@ -29,8 +28,7 @@ else
   start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }
 fi
 WB=$(start_weir $BEFORE before); WA=$(start_weir $AFTER after)
-for f in before after; do for _ in $(seq 1 100); do grep -q "listening on" $W/$f.log && break; sleep 0.05; done; done
-addr() { grep -o 'http://[0-9.:]*' $W/$1.log | head -1 | sed 's|http://||'; }
+addr() { listen_addr $W/$1.log; }
 declare -A URL PID
 URL[before]="http://$(addr before)/v1/chat/completions"; PID[before]=$WB
 URL[after]="http://$(addr after)/v1/chat/completions"; PID[after]=$WA

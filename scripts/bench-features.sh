@@ -11,8 +11,7 @@ command -v wrk >/dev/null || apt-get install -y wrk >/dev/null
 ROUNDS=${ROUNDS:-4}; DUR=${DUR:-6}
 W=$(mktemp -d)
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >$W/mock.log 2>&1 & MOCK=$!
-for _ in $(seq 1 100); do grep -q "listening on" $W/mock.log && break; sleep 0.05; done
-MOCK_ADDR="$(grep -o "listening on [0-9.:]*" $W/mock.log | head -1 | awk "{print \$3}")"
+MOCK_ADDR="$(listen_addr $W/mock.log)"
 KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
 HASH="$(echo "$KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
 weir_full_config $W/full.yaml "$MOCK_ADDR" "$HASH"
@@ -34,8 +33,7 @@ for v in $VARIANTS; do
   PID[$v]=$!
 done
 for v in $VARIANTS; do
-  for _ in $(seq 1 100); do grep -q "listening on" $W/$v.log && break; sleep 0.05; done
-  URL[$v]="http://$(grep -o 'listening on http://[0-9.:]*' $W/$v.log | head -1 | sed 's|.*http://||')/v1/chat/completions"
+  URL[$v]="http://$(listen_addr $W/$v.log)/v1/chat/completions"
 done
 export WRK_AUTH="Bearer $KEY"
 echo "round,variant,rps,cpu_us_per_req"

@@ -19,8 +19,7 @@ WORK="$(mktemp -d)"
 trap 'kill $MOCK 2>/dev/null || true; rm -rf "$WORK"' EXIT
 taskset -c 1 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$WORK/mock.log" 2>&1 &
 MOCK=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$WORK/mock.log" && break; sleep 0.05; done
-ADDR="$(grep -o 'listening on [0-9.:]*' "$WORK/mock.log" | awk '{print $3}')"
+ADDR="$(listen_addr "$WORK/mock.log")"
 URL="http://$ADDR/v1/chat/completions"
 { machine_info; echo "wrk: $(wrk -v 2>&1 | head -1)"; } > "$OUT_DIR/machine.txt"
 cat > "$OUT_DIR/commands.txt" <<CMD

@@ -28,8 +28,7 @@ trap cleanup EXIT INT TERM
 
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$W/mock.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 1 100); do grep -q "listening on" "$W/mock.log" && break; sleep 0.05; done
-MOCK="$(grep -o 'listening on [0-9.:]*' "$W/mock.log" | head -1 | awk '{print $3}')"
+MOCK="$(listen_addr "$W/mock.log")"
 KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
 export WRK_AUTH="Bearer $KEY"
 
@@ -45,8 +44,7 @@ for bin in "$@"; do
   taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" --collect-atstart=no \
     --toggle-collect='weir::conn::serve*' "$bin" "${args[@]}" --shards 1 >"$W/weir.log" 2>&1 &
   vg=$!
-  for _ in $(seq 1 600); do grep -q "listening on http" "$W/weir.log" && break; sleep 0.1; done
-  addr="$(grep -o 'listening on http://[0-9.:]*' "$W/weir.log" | head -1 | sed 's|.*http://||')"
+  addr="$(listen_addr "$W/weir.log" 1200)"  # valgrind starts slowly
   # First-use costs (pool connections, buffers) are part of the count: under 1% here.
   taskset -c 0 wrk -t1 -c8 -d"${DUR}s" -s scripts/wrk/chat.lua "http://$addr/v1/chat/completions" >"$W/wrk.txt" 2>&1
   kill -INT "$vg"

@@ -56,8 +56,7 @@ trap cleanup EXIT INT TERM
 MOCK_LOG="$WORK/mock.log"
 taskset -c "$LOAD_CPU" ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$MOCK_LOG" 2>&1 &
 PIDS+=($!); MOCK_PID=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$MOCK_LOG" && break; sleep 0.05; done
-MOCK_ADDR="$(grep -o 'listening on [0-9.:]*' "$MOCK_LOG" | head -1 | awk '{print $3}')"
+MOCK_ADDR="$(listen_addr "$MOCK_LOG")"
 
 # ---- nginx, one worker, on the proxy core
 NGINX_PORT="$(free_port)"
@@ -69,8 +68,7 @@ PIDS+=($!); NGINX_PID=$!
 WEIR_LOG="$WORK/weir.log"
 taskset -c "$PROXY_CPU" ./target/release/weir --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >"$WEIR_LOG" 2>&1 &
 PIDS+=($!); WEIR_PID=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$WEIR_LOG" && break; sleep 0.05; done
-WEIR_ADDR="$(grep -o 'http://[0-9.:]*' "$WEIR_LOG" | head -1 | sed 's|http://||')"
+WEIR_ADDR="$(listen_addr "$WEIR_LOG")"
 
 # ---- weir with auth, policy, access log and metrics, one shard, on the proxy core
 BENCH_KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
@@ -80,8 +78,7 @@ FULL_LOG="$WORK/weir-full.log"
 taskset -c "$PROXY_CPU" ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
   --access-log "$WORK/access.jsonl" --status-listen 127.0.0.1:0 >"$FULL_LOG" 2>&1 &
 PIDS+=($!); FULL_PID=$!
-for _ in $(seq 1 100); do grep -q "listening on" "$FULL_LOG" && break; sleep 0.05; done
-FULL_ADDR="$(grep -o 'listening on http://[0-9.:]*' "$FULL_LOG" | head -1 | sed 's|.*http://||')"
+FULL_ADDR="$(listen_addr "$FULL_LOG")"
 export WRK_AUTH="Bearer $BENCH_KEY"
 sleep 0.5
 

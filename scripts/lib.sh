@@ -85,3 +85,11 @@ consumers:
       - {window: day, tokens: 100000000000, cost: 1000000, per_model: true}
 CONF
 }
+
+# Waits until LOG says "listening on [http://]HOST:PORT" (weir, weir-admin and the
+# mock all do) and prints HOST:PORT; TRIES checks 50 ms apart (default 200: 10 s).
+listen_addr() {
+  local log="$1" tries="${2:-200}"
+  for _ in $(seq 1 "$tries"); do grep -q "listening on" "$log" 2>/dev/null && break; sleep 0.05; done
+  grep -oE 'listening on (http://)?[0-9.]+:[0-9]+' "$log" | head -1 | sed -E 's#listening on (http://)?##'
+}
