@@ -176,6 +176,62 @@ fn first_byte_timeout_is_504() {
     assert!(up.wait_peer_closed(1, Duration::from_secs(2)));
 }
 
+/// A pooled upstream connection that waited on one client connection's request, then
+/// serves another client's: its first-byte timeout still fires for the second. (In the
+/// patched glommio a stream's timer outlives a wait, so it must follow the task that
+/// waits now, not the one it was registered for.)
+#[test]
+fn first_byte_timeout_holds_on_a_pooled_connection_passed_to_another_client() {
+    let up = Upstream::start(|r, s| {
+        let wait = if r.path == "/fast" { 50 } else { 1500 };
+        thread::sleep(Duration::from_millis(wait));
+        respond(s, 200, &[], b"ok");
+        After::KeepAlive
+    });
+    let gw = Gateway::with(up.addr, "    timeouts: { first_byte: 300ms }", "");
+    {
+        let mut a = Client::connect(gw.addr);
+        a.send(&get("/fast"));
+        assert_eq!(a.read_response().unwrap().status, 200);
+    }
+    // The first client's connection and its task are gone.
+    thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    let r = request(gw.addr, &get("/stall")).unwrap();
+    assert_eq!(r.status, 504);
+    assert_eq!(r.error_code(), "upstream_timeout");
+    assert!(
+        start.elapsed() < Duration::from_millis(1000),
+        "{:?}",
+        start.elapsed()
+    );
+    let rec = up.recorded();
+    assert_eq!(rec.len(), 2);
+    assert_eq!(
+        rec[1].conn, rec[0].conn,
+        "the second request reused the pooled connection"
+    );
+}
+
+/// A keep-alive connection that served a request, then gets half a head: the head
+/// timeout (shorter than the keep-alive timeout its earlier wait registered) ends it.
+#[test]
+fn head_timeout_after_a_keepalive_request_is_408() {
+    let up = Upstream::ok();
+    let gw = Gateway::with(up.addr, "", "timeouts: { head: 300ms, keepalive: 5s }");
+    let mut c = Client::connect(gw.addr);
+    c.send(&get("/"));
+    assert_eq!(c.read_response().unwrap().status, 200);
+    thread::sleep(Duration::from_millis(100));
+    c.send(b"GET / HTTP/1.1\r\nHost: a\r\n");
+    let start = Instant::now();
+    let r = c.read_response().expect("a 408 for the unfinished head");
+    assert_eq!(r.status, 408);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+}
+
 #[test]
 fn idle_timeout_mid_stream_cuts_the_stream() {
     let up = Upstream::start(|_, s| {

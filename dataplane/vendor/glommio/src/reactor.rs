@@ -77,6 +77,9 @@ impl SharedChannels {
     }
 }
 
+/// Whether the kernel takes multishot polls (cleared on the first EINVAL).
+static MULTISHOT_POLL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
 struct Timers {
     timer_id: u64,
     timers_by_id: AHashMap<u64, Instant>,
@@ -87,6 +90,10 @@ struct Timers {
     /// a timer ID used to distinguish timers that fire at the same time.
     /// The [`Waker`] represents the task awaiting the timer.
     timers: BTreeMap<(Instant, u64), Waker>,
+
+    /// When timers were last processed: a clock that costs nothing to read, at most
+    /// one reactor turn old (Weir patch: stream timeouts read it).
+    now: Instant,
 }
 
 impl Timers {
@@ -95,6 +102,7 @@ impl Timers {
             timer_id: 0,
             timers_by_id: AHashMap::new(),
             timers: BTreeMap::new(),
+            now: Instant::now(),
         }
     }
 
@@ -123,13 +131,18 @@ impl Timers {
     /// ready and woke timers.
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
+        self.now = now;
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // Wake the timers that are due, earliest first (Weir patch: popping them
+        // instead of `split_off`, which builds a new tree on every reactor turn).
+        let mut woke = 0;
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 >= now {
+                break;
+            }
+            let waker = entry.remove();
             wake!(waker);
+            woke += 1;
         }
 
         // Calculate the duration until the next event.
@@ -431,6 +444,26 @@ impl Reactor {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys.poll_ready(&source, common_flags() | read_flags());
         source
+    }
+
+    /// A poll for readability that stays armed: it posts a completion for every
+    /// readiness event until the source is dropped (Weir patch: saves re-arming a
+    /// one-shot poll after every read). Falls back to a one-shot poll on kernels
+    /// without IORING_POLL_ADD_MULTI (5.13).
+    pub(crate) fn poll_read_ready_multi(&self, fd: RawFd) -> Source {
+        let source = self.new_source(fd, SourceType::PollAdd, None);
+        if MULTISHOT_POLL.load(std::sync::atomic::Ordering::Relaxed) {
+            self.sys
+                .poll_ready_multi(&source, common_flags() | read_flags());
+        } else {
+            self.sys.poll_ready(&source, common_flags() | read_flags());
+        }
+        source
+    }
+
+    /// Called when a multishot poll ended with EINVAL: use one-shot polls from now on.
+    pub(crate) fn multishot_poll_unsupported(&self) {
+        MULTISHOT_POLL.store(false, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
@@ -807,6 +840,11 @@ impl Reactor {
     pub(crate) fn remove_timer(&self, id: u64) -> Option<Waker> {
         let mut timers = self.timers.borrow_mut();
         timers.remove(id)
+    }
+
+    /// The time of the last reactor turn (see `Timers::now`).
+    pub(crate) fn coarse_now(&self) -> Instant {
+        self.timers.borrow().now
     }
 
     pub(crate) fn timer_exists(&self, id: &(Instant, u64)) -> bool {

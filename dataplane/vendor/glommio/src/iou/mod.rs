@@ -66,7 +66,7 @@ use std::{
 };
 
 #[doc(inline)]
-pub use cqe::{CQEs, CQEsBlocking, CQE};
+pub use cqe::{CQEs, CQEsBlocking, CompletionFlags, CQE};
 #[doc(inline)]
 pub use sqe::{SQEs, SQE};
 

@@ -10,7 +10,7 @@ use crate::{
 use futures_lite::ready;
 use nix::sys::socket::MsgFlags;
 use std::{
-    cell::Cell,
+    cell::{Cell, RefCell},
     io,
     net::Shutdown,
     os::unix::io::{AsRawFd, FromRawFd, RawFd},
@@ -154,11 +154,25 @@ impl RxBuf for Preallocated {
     }
 }
 
+/// A stream's read or write timeout.
+///
+/// Weir patch: the reactor timer outlives a wait. glommio 0.9.0 inserted a timer when
+/// a read or write went pending and removed it when it completed, which cost two
+/// BTreeMap and two hash map operations and a clock read for every wait. Here a wait
+/// only notes its deadline (from the reactor's clock of the last turn) and the timer
+/// stays registered: a timer registered for an earlier wait fires no later than the
+/// current wait's deadline, and then is registered again for it. A wait therefore
+/// still ends with `TimedOut` at its own deadline, no earlier.
 #[derive(Debug)]
 struct Timeout {
     id: u64,
     timeout: Cell<Option<Duration>>,
+    /// The deadline of the wait in progress; none between waits.
+    wait: Cell<Option<Instant>>,
+    /// Where the reactor's timer is registered, if it is.
     timer: Cell<Option<Instant>>,
+    /// The waker registered with that timer (a pooled stream may pass between tasks).
+    waker: RefCell<Option<Waker>>,
 }
 
 impl Timeout {
@@ -166,7 +180,9 @@ impl Timeout {
         Self {
             id,
             timeout: Cell::new(None),
+            wait: Cell::new(None),
             timer: Cell::new(None),
+            waker: RefCell::new(None),
         }
     }
 
@@ -184,31 +200,62 @@ impl Timeout {
         Ok(())
     }
 
+    /// A wait went pending: make sure a timer wakes `waker` by the wait's deadline.
     fn maybe_set_timer(&self, reactor: &Reactor, waker: &Waker) {
-        if let Some(timeout) = self.timeout.get() {
-            if self.timer.get().is_none() {
-                let deadline = Instant::now() + timeout;
-                reactor.insert_timer(self.id, deadline, waker.clone());
-                self.timer.set(Some(deadline));
+        let Some(timeout) = self.timeout.get() else {
+            return;
+        };
+        let wait = match self.wait.get() {
+            Some(w) => w,
+            None => {
+                let w = reactor.coarse_now() + timeout;
+                self.wait.set(Some(w));
+                w
             }
+        };
+        let mut registered = self.waker.borrow_mut();
+        if let Some(t) = self.timer.get() {
+            // `check` ran first in this poll, so a timer noted here is still registered.
+            if t <= wait && registered.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                return;
+            }
+            reactor.remove_timer(self.id);
         }
+        reactor.insert_timer(self.id, wait, waker.clone());
+        self.timer.set(Some(wait));
+        *registered = Some(waker.clone());
     }
 
-    fn cancel_timer(&self, reactor: &Reactor) {
+    /// The wait completed. The timer stays registered for the next wait.
+    fn cancel_timer(&self, _reactor: &Reactor) {
+        self.wait.set(None);
+    }
+
+    /// Removes the timer (the stream is going away).
+    fn clear(&self, reactor: &Reactor) {
         if self.timer.take().is_some() {
             reactor.remove_timer(self.id);
         }
+        self.waker.borrow_mut().take();
     }
 
+    /// `TimedOut` when the wait in progress is past its deadline.
     fn check(&self, reactor: &Reactor) -> io::Result<()> {
-        if let Some(deadline) = self.timer.get() {
-            if !reactor.timer_exists(&(deadline, self.id)) {
+        if let Some(t) = self.timer.get() {
+            if !reactor.timer_exists(&(t, self.id)) {
+                // It fired: for this wait, or for an earlier one (then `maybe_set_timer`
+                // registers it again).
                 reactor.remove_timer(self.id);
-                self.timer.take();
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "Operation timed out",
-                ));
+                self.timer.set(None);
+                if let Some(w) = self.wait.get() {
+                    if reactor.coarse_now() >= w {
+                        self.wait.set(None);
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "Operation timed out",
+                        ));
+                    }
+                }
             }
         }
         Ok(())
@@ -223,13 +270,29 @@ pub(crate) struct NonBufferedStream<S> {
     source_rx: Option<Source>,
     write_timeout: Timeout,
     read_timeout: Timeout,
+    /// `source_rx`'s completion count when a read last found the socket drained;
+    /// `MAY_READ` when a read should be tried before waiting (Weir patch).
+    rx_seen: u64,
+}
+
+/// `rx_seen` when the socket may hold data (none of the readiness counts).
+const MAY_READ: u64 = u64::MAX;
+
+impl<S> Drop for NonBufferedStream<S> {
+    fn drop(&mut self) {
+        if let Some(reactor) = self.reactor.upgrade() {
+            self.read_timeout.clear(&reactor);
+            self.write_timeout.clear(&reactor);
+        }
+    }
 }
 
 impl<S: AsRawFd> NonBufferedStream<S> {
     fn init(&mut self) {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
-        self.source_rx = Some(reactor.poll_read_ready(stream_fd));
+        self.source_rx = Some(reactor.poll_read_ready_multi(stream_fd));
+        self.rx_seen = MAY_READ;
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -253,6 +316,10 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    /// Weir patch: readiness comes from one multishot poll armed for the stream's
+    /// life (re-armed only if the kernel ends it), instead of a one-shot poll re-armed
+    /// after every read. A read is tried when the poll has posted a completion since
+    /// the socket was last found drained, or when the last read filled the buffer.
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -261,36 +328,39 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let reactor = reactor.as_ref();
 
-        let no_pending_poll = self
-            .source_rx
-            .as_ref()
-            .map(|src| src.result().is_some())
-            .unwrap_or(true);
+        let (mut events, ended) = match self.source_rx.as_ref() {
+            Some(src) => src.events(),
+            None => (0, true),
+        };
+        if ended {
+            if let Some(old) = self.source_rx.take() {
+                if old.ended_with_einval() {
+                    reactor.multishot_poll_unsupported();
+                }
+            }
+            let src = reactor.poll_read_ready_multi(self.stream.as_raw_fd());
+            events = src.events().0;
+            self.source_rx = Some(src);
+            self.rx_seen = MAY_READ;
+        }
 
-        if no_pending_poll {
+        if self.rx_seen != events {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
-                // Start an early poll if the buffer is not fully filled. So when
-                // the next time `poll_read` is called, it will be known immediately
-                // whether the underlying stream is ready for reading.
-                if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-                    // The `rush_dispatch`s here and after could be removed to
-                    // improve performance if #458 is handled appropriately.
-                    // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
-                }
+                // A short read drained the socket: wait for the next completion. A
+                // full one may have left data behind: read again first.
+                self.rx_seen = if result > 0 && result < buf.len() {
+                    events
+                } else {
+                    MAY_READ
+                };
                 return Poll::Ready(Ok(result));
             }
+            self.rx_seen = events;
         }
 
         poll_err!(self.read_timeout.check(reactor));
-
-        if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
-            // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
-        }
 
         let source = self.source_rx.as_ref().unwrap();
         source.add_waiter_single(cx.waker());
@@ -368,6 +438,7 @@ where
             source_rx: None,
             write_timeout: Timeout::new(reactor.register_timer()),
             read_timeout: Timeout::new(reactor.register_timer()),
+            rx_seen: MAY_READ,
         };
         stream.init();
         GlommioStream {

@@ -560,6 +560,9 @@ pub(super) struct Wakers {
 
     /// Tasks waiting for the next event.
     pub(super) waiters: SmallVec<[Waker; 1]>,
+
+    /// Completions seen so far (a multishot poll posts many; Weir patch).
+    pub(super) events: u64,
 }
 
 impl Wakers {
@@ -570,6 +573,7 @@ impl Wakers {
             submitted_at: None,
             fulfilled_at: None,
             waiters: Default::default(),
+            events: 0,
         }
     }
 

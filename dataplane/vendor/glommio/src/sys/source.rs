@@ -224,6 +224,21 @@ impl Source {
         })
     }
 
+    /// Completions posted so far, and whether the request has ended (a multishot poll
+    /// posts many completions before it ends; Weir patch).
+    pub(crate) fn events(&self) -> (u64, bool) {
+        let inner = self.inner.borrow();
+        (inner.wakers.events, inner.wakers.result.is_some())
+    }
+
+    /// Whether the request ended with EINVAL (a kernel without multishot polls).
+    pub(crate) fn ended_with_einval(&self) -> bool {
+        matches!(
+            self.inner.borrow().wakers.result,
+            Some(Err(ref e)) if e.raw_os_error() == Some(libc::EINVAL)
+        )
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner

@@ -57,6 +57,9 @@ const MSG_ZEROCOPY: i32 = 0x4000000;
 #[derive(Debug)]
 enum UringOpDescriptor {
     PollAdd(PollFlags),
+    /// A multishot poll (IORING_POLL_ADD_MULTI): one completion per readiness event,
+    /// armed until cancelled (Weir patch, see WEIR-PATCH.md).
+    PollAddMulti(PollFlags),
     PollRemove(*const u8),
     Cancel(u64),
     Write(*const u8, usize, u64),
@@ -274,6 +277,11 @@ fn fill_sqe<F>(
         match op.args {
             UringOpDescriptor::PollAdd(events) => {
                 sqe.prep_poll_add(op.fd, events);
+            }
+            UringOpDescriptor::PollAddMulti(events) => {
+                sqe.prep_poll_add(op.fd, events);
+                // IORING_POLL_ADD_MULTI
+                sqe.raw_mut().len = 1;
             }
             UringOpDescriptor::PollRemove(to_remove) => {
                 user_data = 0;
@@ -537,20 +545,29 @@ fn process_one_event<F, R>(
     try_process: F,
     post_process: R,
     source_map: Rc<RefCell<SourceMap>>,
-) -> Option<bool>
+) -> Option<(bool, bool)>
 where
     F: FnOnce(Ref<'_, InnerSource>) -> Option<()>,
     R: FnOnce(RefMut<'_, InnerSource>, io::Result<usize>) -> io::Result<usize>,
 {
+    // Returns (woke a task, the request ended). A multishot request (CQE_F_MORE)
+    // stays in the source map and in the kernel until its last completion.
     if let Some(value) = cqe {
         // No user data is `POLL_REMOVE` or `CANCEL`, we won't process.
         if value.user_data() == 0 {
-            return Some(false);
+            return Some((false, true));
         }
 
-        let src = source_map
-            .borrow_mut()
-            .consume_source(from_user_data(value.user_data()));
+        let id = from_user_data(value.user_data());
+        if value.flags().contains(iou::CompletionFlags::MORE) {
+            let src = source_map.borrow()[id].clone();
+            let mut inner = src.borrow_mut();
+            inner.wakers.events = inner.wakers.events.wrapping_add(1);
+            let woke = inner.wakers.wake_waiters();
+            return Some((woke, false));
+        }
+
+        let src = source_map.borrow_mut().consume_source(id);
 
         let result = value.result();
 
@@ -559,9 +576,10 @@ where
             let res = Some(post_process(src.borrow_mut(), transmute_error(result)));
             let mut inner_source = src.borrow_mut();
             inner_source.wakers.result = res;
+            inner_source.wakers.events = inner_source.wakers.events.wrapping_add(1);
             woke = inner_source.wakers.wake_waiters();
         }
-        return Some(woke);
+        return Some((woke, true));
     }
     None
 }
@@ -847,9 +865,11 @@ impl UringCommon for PollRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, ended)| {
+            if ended {
+                self.in_kernel -= 1;
+            }
+            woke
         })
     }
 
@@ -1179,9 +1199,11 @@ impl UringCommon for SleepableRing {
             },
             source_map,
         )
-        .map(|x| {
-            self.in_kernel -= 1;
-            x
+        .map(|(woke, ended)| {
+            if ended {
+                self.in_kernel -= 1;
+            }
+            woke
         })
     }
 
@@ -1436,6 +1458,16 @@ impl Reactor {
 
     pub(crate) fn read_buffered(&self, source: &Source, pos: u64, size: usize) {
         let op = UringOpDescriptor::Read(pos, size);
+        queue_request_into_ring(
+            &mut *self.ring_for_source(source),
+            source,
+            op,
+            &mut self.source_map.borrow_mut(),
+        );
+    }
+
+    pub(crate) fn poll_ready_multi(&self, source: &Source, flags: PollFlags) {
+        let op = UringOpDescriptor::PollAddMulti(flags);
         queue_request_into_ring(
             &mut *self.ring_for_source(source),
             source,
