@@ -6,6 +6,7 @@
 # nginx: interleaved rounds; the same mock (current tree) and wrk on CPU 0, the proxy on CPU 1.
 # Per target and round: rps, proxy CPU µs per request (and its user and system parts),
 # rescheduling IPIs per request on each CPU (from /proc/interrupts).
+# SCEN=chat-stream measures SSE (scripts/wrk/SCEN.lua; default chat).
 # FULL=1 runs both weirs as bench-proxy.sh's weir-full (API key, limits, prices, guard,
 # request redaction, access log to a file, metrics on a status port).
 cd "$(dirname "$0")/.."
@@ -40,7 +41,7 @@ for r in $(seq 1 $ROUNDS); do
   for t in before after nginx; do
     P=${PID[$t]}
     read R0A R1A < <(res); read UA SA < <(awk '{print $14, $15}' /proc/$P/stat)
-    taskset -c 0 wrk -t1 -c32 -d${DUR}s -s scripts/wrk/chat.lua "${URL[$t]}" > $W/wrk.txt 2>&1
+    taskset -c 0 wrk -t1 -c32 -d${DUR}s -s scripts/wrk/${SCEN:-chat}.lua "${URL[$t]}" > $W/wrk.txt 2>&1
     read R0B R1B < <(res); read UB SB < <(awk '{print $14, $15}' /proc/$P/stat)
     N=$(awk '/requests in/{print $1}' $W/wrk.txt)
     python3 -c "n=$N;u=($UB-$UA)*1e4/n;s=($SB-$SA)*1e4/n;print(f'$r,$t,{n/$DUR:.0f},{u+s:.1f},{u:.1f},{s:.1f},{($R0B-$R0A)/n:.3f},{($R1B-$R1A)/n:.3f}')"
