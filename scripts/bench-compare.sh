@@ -4,8 +4,9 @@
 # into $PEER_DIR; ~500 rps here) and with "... litellm" the LiteLLM proxy (Python, pip in a
 # venv in $PEER_DIR; tens of rps here). Keep Portkey to the closed, open-1000, streams and
 # single scenarios and LiteLLM to closed and single: an overloaded LiteLLM works through
-# its backlog after the run ends, on the proxy core, and disturbs the next cells.
-# TensorZero is not set up by this script yet; it says so.
+# its backlog after the run ends, on the proxy core, and disturbs the next cells. With
+# "... tensorzero" also TensorZero (its Rust gateway, embedded in the `tensorzero` wheel
+# from PyPI, started as an HTTP gateway from Python; pip in a venv in $PEER_DIR).
 # Pinned: every proxy on PROXY_CPU, the mocks and the load generator on LOAD_CPU.
 # Interleaved rounds. Scenarios:
 #   closed    closed loop, 32 connections, plain chat (max throughput)
@@ -57,9 +58,17 @@ case " $TARGETS " in
     fi ;;
   *) echo "==> skipping LiteLLM: not in TARGETS (add it: TARGETS=\"... litellm\")" ;;
 esac
-for peer in TensorZero; do
-  echo "==> skipping $peer: not set up by this script yet (see ../shared/PEERS.md for how to run it)"
-done
+TENSORZERO_VERSION="${TENSORZERO_VERSION:-2026.6.0}"
+case " $TARGETS " in
+  *" tensorzero "*)
+    if [ ! -x "$PEER_DIR/tensorzero/bin/python3" ] || ! "$PEER_DIR/tensorzero/bin/python3" -c 'import tensorzero' 2>/dev/null; then
+      echo "==> installing TensorZero $TENSORZERO_VERSION into $PEER_DIR/tensorzero (pip, venv)"
+      mkdir -p "$PEER_DIR"
+      { python3 -m venv "$PEER_DIR/tensorzero" && "$PEER_DIR/tensorzero/bin/pip" install -q "tensorzero==$TENSORZERO_VERSION"; } >/dev/null 2>&1 \
+        || { echo "==> skipping TensorZero: pip install failed"; TARGETS="${TARGETS/tensorzero/}"; }
+    fi ;;
+  *) echo "==> skipping TensorZero: not in TARGETS (add it: TARGETS=\"... tensorzero\")" ;;
+esac
 echo "==> building release"
 cargo build --release --bins -q
 mkdir -p "$OUT_DIR/raw"
@@ -154,6 +163,40 @@ CONF
     >"$WORK/litellm.log" 2>&1 & PIDS+=($!); LITELLM_PID=$!
   for _ in $(seq 1 600); do curl -fs "http://127.0.0.1:$LL/health/liveliness" >/dev/null 2>&1 && break; sleep 0.1; done ;;
 esac
+# TensorZero: the gateway the wheel embeds, started over HTTP from Python (as
+# `patch_openai_client` does); one model per mock, called as tensorzero::model_name::NAME.
+TENSORZERO_PID=""
+case " $TARGETS " in *" tensorzero "*)
+  mkdir -p "$WORK/tensorzero"
+  cat >"$WORK/tensorzero/tensorzero.toml" <<CONF
+[models.fast]
+routing = ["mock"]
+[models.fast.providers.mock]
+type = "openai"
+api_base = "http://$FAST/v1/"
+model_name = "mock-model"
+api_key_location = "none"
+
+[models.slow]
+routing = ["mock"]
+[models.slow.providers.mock]
+type = "openai"
+api_base = "http://$SLOW/v1/"
+model_name = "mock-model"
+api_key_location = "none"
+CONF
+  cat >"$WORK/tensorzero/run.py" <<'PY'
+import signal, sys, tensorzero
+gw = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None,
+                                    postgres_url=None, valkey_url=None, async_setup=False)
+print("listening on", gw.base_url, flush=True)
+signal.sigwait({signal.SIGINT, signal.SIGTERM})
+gw.close()
+PY
+  taskset -c "$PROXY_CPU" "$PEER_DIR/tensorzero/bin/python3" "$WORK/tensorzero/run.py" "$WORK/tensorzero/tensorzero.toml" \
+    >"$WORK/tensorzero.log" 2>&1 & PIDS+=($!); TENSORZERO_PID=$!
+  TZ="$(addr_of "$WORK/tensorzero.log" 'listening on http://[0-9.:]+')" ;;
+esac
 sleep 0.5
 
 url() {  # target, fast|slow
@@ -164,11 +207,13 @@ url() {  # target, fast|slow
     weir-fast) echo "http://$W1" ;; weir-slow) echo "http://$W2" ;;
     portkey-*) echo "http://127.0.0.1:$PK" ;;
     litellm-*) echo "http://127.0.0.1:$LL" ;;
+    tensorzero-*) echo "http://$TZ/openai/v1/chat/completions" ;;
   esac
 }
 extra_for() {  # target, fast|slow: what a gateway routed by header or model name needs
   case "$1" in
     litellm) printf '%s\n' --model "$2" --api-key "$LITELLM_KEY" ;;
+    tensorzero) printf '%s\n' --model "tensorzero::model_name::$2" ;;
     portkey) printf '%s\n' --header "x-portkey-provider: openai" \
       --header "x-portkey-custom-host: http://$([ "$2" = fast ] && echo "$FAST" || echo "$SLOW")/v1" ;;
   esac
@@ -178,6 +223,7 @@ pids_of() {  # the process trees whose CPU is charged to a target
     direct) echo "" ;; nginx) echo "$NGINX_PID" ;;
     haproxy) echo "$HAPROXY_PID" ;; weir) echo "$WEIR_PID $WEIR2_PID" ;;
     portkey) echo "$PORTKEY_PID" ;; litellm) echo "$LITELLM_PID" ;;
+    tensorzero) echo "$TENSORZERO_PID" ;;
   esac
 }
 args_for() {  # scenario -> generator arguments and which mock
@@ -200,6 +246,7 @@ args_for() {  # scenario -> generator arguments and which mock
   for s in $SCENARIOS; do set -- $(args_for "$s"); shift; echo "$s: taskset -c $LOAD_CPU weir-loadtest run --url URL --duration ${DURATION}s $*"; done
   [ -n "$PORTKEY_PID" ] && echo "portkey: taskset -c $PROXY_CPU node PEER_DIR/portkey/node_modules/@portkey-ai/gateway/build/start-server.js --port=PORT --headless (gateway 1.15.2, @hono/node-server 1.13.8); runs add --header 'x-portkey-provider: openai' --header 'x-portkey-custom-host: http://MOCK/v1'"
   [ -n "$LITELLM_PID" ] && { echo "litellm: LITELLM_LOCAL_MODEL_COST_MAP=True taskset -c $PROXY_CPU litellm --config litellm.yaml --num_workers 1 --telemetry False ($("$PEER_DIR/litellm/bin/pip" show litellm 2>/dev/null | grep -i '^version')); runs add --model fast|slow"; echo "# litellm.yaml"; cat "$WORK/litellm.yaml"; }
+  [ -n "$TENSORZERO_PID" ] && { echo "tensorzero: taskset -c $PROXY_CPU python3 run.py tensorzero.toml (tensorzero $("$PEER_DIR/tensorzero/bin/pip" show tensorzero 2>/dev/null | sed -n 's/^Version: //p'), its embedded HTTP gateway); runs add --model tensorzero::model_name::fast|slow and use the path /openai/v1/chat/completions"; echo "# run.py"; cat "$WORK/tensorzero/run.py"; echo "# tensorzero.toml"; cat "$WORK/tensorzero/tensorzero.toml"; }
   echo; echo "# nginx.conf"; cat "$WORK/nginx/nginx.conf"; echo; echo "# haproxy.cfg"; cat "$WORK/haproxy.cfg"
 } >"$OUT_DIR/commands.txt"
 
@@ -249,7 +296,7 @@ def med(v, k):
 lines = ["# Peer comparison summary", "",
          "Medians over rounds. CPU µs/req: the proxy's process tree utime+stime over the run / successful requests.",
          "Added = target minus direct (same scenario, medians).", ""]
-order = ["direct", "nginx", "haproxy", "weir", "portkey", "litellm"]
+order = ["direct", "nginx", "haproxy", "weir", "tensorzero", "portkey", "litellm"]
 for scen in dict.fromkeys(r["scenario"] for r in rows):
     lines += [f"## {scen}", "",
               "| target | rps | errors | p50 ms | p99 ms | added p99 ms | ITL p99 ms | CPU µs/req | rps vs nginx | CPU vs nginx |",
