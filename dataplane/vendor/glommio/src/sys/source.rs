@@ -231,6 +231,11 @@ impl Source {
         (inner.wakers.events, inner.wakers.result.is_some())
     }
 
+    /// Whether the request has completed (Weir patch).
+    pub(crate) fn has_result(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
     /// Whether the request ended with EINVAL (a kernel without multishot polls).
     pub(crate) fn ended_with_einval(&self) -> bool {
         matches!(

@@ -1244,6 +1244,12 @@ pub(crate) struct Reactor {
     poll_ring: RefCell<PollRing>,
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
+    /// The timer that wakes a sleeping executor for its next user timer, and when it
+    /// fires (Weir patch).
+    wakeup_timeout_src: Cell<Option<Source>>,
+    wakeup_deadline: Cell<Option<Instant>>,
+    /// Wake-up timers superseded by an earlier one, left to fire (Weir patch).
+    stale_wakeup_timeouts: RefCell<Vec<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
 
     link_fd: RawFd,
@@ -1280,6 +1286,18 @@ macro_rules! consume_rings {
         consumed
     }}
 }
+/// Superseded wake-up timers kept in flight at most; beyond, a superseded one is cancelled
+/// (dropped), which wakes the executor once (Weir patch).
+const MAX_STALE_WAKEUPS: usize = 64;
+
+/// Whether the timer in `slot` is armed: present and not yet completed (Weir patch).
+fn armed(slot: &Cell<Option<Source>>) -> bool {
+    let t = slot.take();
+    let armed = t.as_ref().is_some_and(|t| !t.has_result());
+    slot.set(t);
+    armed
+}
+
 macro_rules! flush_cancellations {
     (into $output:expr; $( $ring:expr ),+ ) => {{
         $(
@@ -1375,6 +1393,9 @@ impl Reactor {
             latency_ring: RefCell::new(latency_ring),
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
+            wakeup_timeout_src: Cell::new(None),
+            wakeup_deadline: Cell::new(None),
+            stale_wakeup_timeouts: RefCell::new(Vec::new()),
             throughput_preemption_timeout_src: Cell::new(None),
             blocking_thread,
             link_fd,
@@ -1846,22 +1867,22 @@ impl Reactor {
         // consume all events from the rings
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
-        // Cancel the old timer regardless of whether we can sleep:
-        // if we won't sleep, we will register the new timer with its new
-        // value.
-        //
-        // But if we will sleep, there might be a timer registered that needs
-        // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
-
-        // Schedule the throughput-based timeout immediately: it won't matter if we end
-        // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        // Weir patch: no timer is cancelled here. glommio 0.9.0 cancelled and re-armed
+        // both preempt timers on every turn (two TIMEOUTs, a linked WRITE and two
+        // ASYNC_CANCELs), and cancelled the latency one before sleeping. Now a preempt
+        // timer stays armed until it fires, even across a sleep (an idle executor then
+        // wakes at most once per preempt period), and a wake-up timer for the next user
+        // timer is armed only when no armed one fires by then; a superseded one is
+        // left to fire. A timer that fires early costs one extra turn, never a missed
+        // deadline, and no cancellation completion cuts a sleep short.
+        if !armed(&self.throughput_preemption_timeout_src) {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1883,9 +1904,23 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                let deadline = Instant::now() + dur;
+                let covered = armed(&self.wakeup_timeout_src)
+                    && self.wakeup_deadline.get().is_some_and(|d| d <= deadline);
+                if !covered {
+                    let mut stale = self.stale_wakeup_timeouts.borrow_mut();
+                    stale.retain(|t| !t.has_result());
+                    if let Some(old) = self.wakeup_timeout_src.take() {
+                        if !old.has_result() && stale.len() < MAX_STALE_WAKEUPS {
+                            stale.push(old);
+                        }
+                    }
+                    drop(stale);
+                    self.wakeup_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.wakeup_deadline.set(Some(deadline));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
@@ -1912,8 +1947,10 @@ impl Reactor {
         }
 
         if let Some(preempt) = preempt_timer() {
-            self.latency_preemption_timeout_src
-                .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            if !armed(&self.latency_preemption_timeout_src) {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
+            }
             flush_rings!(lat_ring, main_ring)?;
         }
 
