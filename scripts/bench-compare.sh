@@ -48,27 +48,24 @@ case " $TARGETS " in
     fi ;;
   *) echo "==> skipping Portkey: not in TARGETS (add it: TARGETS=\"direct nginx haproxy weir portkey\")" ;;
 esac
-case " $TARGETS " in
-  *" litellm "*)
-    if [ ! -x "$PEER_DIR/litellm/bin/litellm" ]; then
-      echo "==> installing the LiteLLM proxy into $PEER_DIR/litellm (pip, venv)"
-      mkdir -p "$PEER_DIR"
-      { python3 -m venv "$PEER_DIR/litellm" && "$PEER_DIR/litellm/bin/pip" install -q 'litellm[proxy]'; } >/dev/null 2>&1 \
-        || { echo "==> skipping LiteLLM: pip install failed"; TARGETS="${TARGETS/litellm/}"; }
-    fi ;;
-  *) echo "==> skipping LiteLLM: not in TARGETS (add it: TARGETS=\"... litellm\")" ;;
-esac
+# A Python peer in its own venv, $PEER_DIR/NAME, with pip SPEC, unless that venv can
+# already import MODULE. Drops NAME from TARGETS when pip fails; says so when not asked for.
+pip_peer() {
+  local name="$1" label="$2" spec="$3" module="$4"
+  case " $TARGETS " in
+    *" $name "*)
+      if ! "$PEER_DIR/$name/bin/python3" -c "import $module" 2>/dev/null; then
+        echo "==> installing $label into $PEER_DIR/$name (pip, venv)"
+        mkdir -p "$PEER_DIR"
+        { python3 -m venv "$PEER_DIR/$name" && "$PEER_DIR/$name/bin/pip" install -q "$spec"; } >/dev/null 2>&1 \
+          || { echo "==> skipping $label: pip install failed"; TARGETS="${TARGETS/$name/}"; }
+      fi ;;
+    *) echo "==> skipping $label: not in TARGETS (add it: TARGETS=\"... $name\")" ;;
+  esac
+}
+pip_peer litellm "the LiteLLM proxy" 'litellm[proxy]' litellm
 TENSORZERO_VERSION="${TENSORZERO_VERSION:-2026.6.0}"
-case " $TARGETS " in
-  *" tensorzero "*)
-    if [ ! -x "$PEER_DIR/tensorzero/bin/python3" ] || ! "$PEER_DIR/tensorzero/bin/python3" -c 'import tensorzero' 2>/dev/null; then
-      echo "==> installing TensorZero $TENSORZERO_VERSION into $PEER_DIR/tensorzero (pip, venv)"
-      mkdir -p "$PEER_DIR"
-      { python3 -m venv "$PEER_DIR/tensorzero" && "$PEER_DIR/tensorzero/bin/pip" install -q "tensorzero==$TENSORZERO_VERSION"; } >/dev/null 2>&1 \
-        || { echo "==> skipping TensorZero: pip install failed"; TARGETS="${TARGETS/tensorzero/}"; }
-    fi ;;
-  *) echo "==> skipping TensorZero: not in TARGETS (add it: TARGETS=\"... tensorzero\")" ;;
-esac
+pip_peer tensorzero "TensorZero $TENSORZERO_VERSION" "tensorzero==$TENSORZERO_VERSION" tensorzero
 echo "==> building release"
 cargo build --release --bins -q
 mkdir -p "$OUT_DIR/raw"

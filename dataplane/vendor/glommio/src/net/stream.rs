@@ -227,7 +227,7 @@ impl Timeout {
     }
 
     /// The wait completed. The timer stays registered for the next wait.
-    fn cancel_timer(&self, _reactor: &Reactor) {
+    fn end_wait(&self) {
         self.wait.set(None);
     }
 
@@ -292,7 +292,6 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         let reactor = self.reactor.upgrade().unwrap();
         let stream_fd = self.stream.as_raw_fd();
         self.source_rx = Some(reactor.poll_read_ready_multi(stream_fd));
-        self.rx_seen = MAY_READ;
     }
 
     pub(crate) fn try_peek(&self, buf: &mut [u8]) -> Option<io::Result<usize>> {
@@ -346,7 +345,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         if self.rx_seen != events {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.read_timeout.cancel_timer(reactor);
+                self.read_timeout.end_wait();
                 let result = poll_err!(result);
                 // A short read drained the socket: wait for the next completion. A
                 // full one may have left data behind: read again first.
@@ -374,8 +373,7 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         // out since the last `poll_write`, but it would not cost much more to
         // give it one last chance in this case.
         if let Some(result) = super::yolo_send(self.stream.as_raw_fd(), buf) {
-            let reactor = self.reactor.upgrade().unwrap();
-            self.write_timeout.cancel_timer(reactor.as_ref());
+            self.write_timeout.end_wait();
             self.source_tx.take();
             return Poll::Ready(result);
         }
