@@ -5,6 +5,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use weir::inspect::guard::{Guard, GuardConfig, GuardRule};
+use weir::inspect::pass::{Marks, Plan};
 use weir::inspect::pii::{Action, Detector, PiiPolicy, RedactState};
 use weir::inspect::request::Scanner;
 use weir::inspect::sse::SseScanner;
@@ -84,6 +85,8 @@ fn benches(c: &mut Criterion) {
     let mut scanner = Scanner::new();
     let mut state = RedactState::new();
     let mut out = String::new();
+    let plan = Plan::new(Some(&det));
+    let mut marks = Marks::default();
     for size in [1024usize, 4096, 1 << 20] {
         let body = chat_body(size, &prose);
         let name = match size {
@@ -130,6 +133,45 @@ fn benches(c: &mut Criterion) {
                     black_box(guard.check(text));
                 }
                 black_box(Family::O200k.estimate(&f))
+            })
+        });
+        // The same three with the token pass marking the PII detector's start bytes
+        // (what the gateway runs).
+        let mut one_pass = |scanner: &Scanner| {
+            let mut f = Features::default();
+            marks.clear();
+            for t in scanner.texts() {
+                plan.run(scanner.text(t).as_bytes(), &mut f, &mut marks);
+            }
+            state.clear();
+            for (i, t) in scanner.texts().iter().enumerate() {
+                let text = scanner.text(t);
+                black_box(guard.check(text));
+                out.clear();
+                black_box(det.redact_with(text, marks.text(i), &mut state, &mut out));
+            }
+            Family::O200k.estimate(&f)
+        };
+        g.bench_function("one_pass", |b| {
+            b.iter(|| black_box(one_pass(black_box(&scanner))))
+        });
+        for (what, plan) in [("pass_only", &plan), ("pass_tokens", &Plan::default())] {
+            let mut marks = Marks::default();
+            g.bench_function(what, |b| {
+                b.iter(|| {
+                    let mut f = Features::default();
+                    marks.clear();
+                    for t in scanner.texts() {
+                        plan.run(scanner.text(t).as_bytes(), &mut f, &mut marks);
+                    }
+                    black_box(f)
+                })
+            });
+        }
+        g.bench_function("whole_one_pass", |b| {
+            b.iter(|| {
+                let facts = scanner.scan(black_box(&body)).unwrap();
+                black_box((facts, one_pass(&scanner)))
             })
         });
         g.bench_function("whole_pass", |b| {

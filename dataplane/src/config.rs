@@ -7,6 +7,7 @@
 
 use crate::auth::{Auth, ConsumerConfig, ConsumerGroupConfig};
 use crate::inspect::guard::{Guard, GuardConfig};
+use crate::inspect::pass::Plan;
 use crate::inspect::pii::{Detector, PiiPolicy};
 use crate::inspect::tokens::{Family, Tokenizer};
 use crate::limits::{Limit, LimitConfig};
@@ -460,6 +461,8 @@ pub struct Policy {
     pub guard: Option<Guard>,
     pub request_pii: Option<Arc<Detector>>,
     pub response_pii: Option<Arc<Detector>>,
+    /// The inspection pass for the request detector.
+    pub pass: Plan,
 }
 
 #[derive(Debug, Clone)]
@@ -708,10 +711,12 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
                 .map_err(|e| cerr(format!("{path}.redact.{side}"), e.to_string()))
         };
         let redact = p.redact.clone().unwrap_or_default();
+        let request_pii = detector("request", &redact.request)?;
         let policy = Arc::new(Policy {
             name: p.name.clone(),
             guard,
-            request_pii: detector("request", &redact.request)?,
+            pass: Plan::new(request_pii.as_deref()),
+            request_pii,
             response_pii: detector("response", &redact.response)?,
         });
         if policies.insert(p.name.as_str(), policy).is_some() {

@@ -30,6 +30,7 @@ use crate::http::chunked::{encode_chunk, ChunkedDecoder};
 use crate::http::request::{Method, RequestHead};
 use crate::http::response::{self, ResponseFraming, ResponseHead};
 use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
+use crate::inspect::pass::Marks;
 use crate::inspect::pii::Verdict;
 use crate::inspect::request::{raw_string_end, Scanner, TextKind};
 use crate::limits::{now_ns, Reservation, Usage};
@@ -253,6 +254,7 @@ fn prepare(
     let facts = if scan_body {
         scanner.scan(req.body)?
     } else {
+        scanner.forget();
         Default::default()
     };
     let asked = scanner.model(&facts);
@@ -299,8 +301,19 @@ fn prepare(
     }
     let tokenizer = snap.token_estimate.tokenizer(served);
     let limited = consumer.is_some_and(|c| !c.limits.is_empty()) || !route.limits.is_empty();
-    let prompt_estimate = if scan_body && (logging || counts_tokens) {
-        Some(scanner.prompt_tokens(&facts, tokenizer))
+    // The pass marks where the request detector starts and counts the token features
+    // on the way. Cleared first: stale bitmaps would hide another text's entities.
+    let wants_tokens = scan_body && (logging || counts_tokens);
+    let mut marks = shard.marks.borrow_mut();
+    marks.clear();
+    let features = match &route.policy {
+        Some(p) if scan_body && (p.request_pii.is_some() || wants_tokens) => {
+            Some(scanner.inspect(&p.pass, &mut marks))
+        }
+        _ => None,
+    };
+    let prompt_estimate = if wants_tokens {
+        Some(scanner.prompt_tokens_with(&facts, tokenizer, features.as_ref()))
     } else {
         None
     };
@@ -320,9 +333,12 @@ fn prepare(
         family: tokenizer.family,
     };
     if let Some(policy) = &route.policy {
-        apply_request_policy(shard, policy, &scanner, req.body, scratch, entry)?;
+        if scan_body {
+            apply_request_policy(shard, policy, &scanner, &marks, req.body, scratch, entry)?;
+        }
         plan.redact = policy.response_pii.clone();
     }
+    drop(marks);
     scratch.edits.sort_by_key(|(r, _)| r.start);
     let upstream = snap
         .upstreams
@@ -405,6 +421,7 @@ fn apply_request_policy(
     shard: &Shard,
     policy: &Policy,
     scanner: &Scanner,
+    marks: &Marks,
     body: &[u8],
     scratch: &mut Scratch,
     entry: &mut Entry,
@@ -431,12 +448,12 @@ fn apply_request_policy(
     let mut state = shard.redact_state.borrow_mut();
     state.clear();
     let mut text = String::new();
-    for t in scanner.texts() {
+    for (i, t) in scanner.texts().iter().enumerate() {
         if t.kind == TextKind::ToolDefinition {
             continue;
         }
         text.clear();
-        let o = det.redact(scanner.text(t), &mut state, &mut text);
+        let o = det.redact_with(scanner.text(t), marks.text(i), &mut state, &mut text);
         entry.request_pii.merge(&o.counts);
         match o.verdict {
             Verdict::Redacted => {

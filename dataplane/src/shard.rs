@@ -4,6 +4,7 @@
 
 use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
 use crate::config::Snapshot;
+use crate::inspect::pass::Marks;
 use crate::inspect::pii::RedactState;
 use crate::inspect::request::Scanner;
 use crate::jwt::{JwtVerifier, VerifiedCache};
@@ -87,6 +88,8 @@ pub struct Shard {
     pub scanner: RefCell<Scanner>,
     /// Placeholder memory of the request being redacted (cleared per request).
     pub redact_state: RefCell<RedactState>,
+    /// The inspection pass's bitmaps of the request being prepared.
+    pub marks: RefCell<Marks>,
     /// Verified JWTs, and the verifier they were verified by (the cache is emptied
     /// when a new snapshot brings another).
     jwt_cache: RefCell<(Option<Arc<JwtVerifier>>, VerifiedCache)>,
@@ -119,6 +122,7 @@ impl Shard {
             pools: Pools::default(),
             scanner: RefCell::new(Scanner::new()),
             redact_state: RefCell::new(RedactState::new()),
+            marks: RefCell::new(Marks::default()),
             jwt_cache: RefCell::new((None, VerifiedCache::new())),
             log_buf: RefCell::new(Vec::new()),
             metrics: RefCell::new(Metrics::default()),

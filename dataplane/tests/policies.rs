@@ -155,6 +155,35 @@ fn sse_contents(body: &[u8]) -> (String, Vec<String>) {
     (content, events)
 }
 
+/// Regression: a request without a body on a policy route skipped the scan, and the
+/// policy then ran on the texts of the shard's previous request: their redacted text
+/// was written into this request's body upstream, and their guard or PII verdict
+/// refused it.
+#[test]
+fn an_empty_body_does_not_inherit_the_previous_request_texts() {
+    let up = Upstream::echo();
+    let gw = gateway(up.addr, REDACT);
+    let body =
+        r#"{"model":"m","messages":[{"role":"user","content":"Mail jane.doe@example.com now"}]}"#;
+    let r = request(gw.addr, &post_json("/v1/chat/completions", body)).unwrap();
+    assert_eq!(r.status, 200);
+    let r = request(gw.addr, &post_json("/v1/chat/completions", "")).unwrap();
+    assert_ne!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    let seen = up.last();
+    assert!(
+        seen.body.is_empty(),
+        "{:?}",
+        String::from_utf8_lossy(&seen.body)
+    );
+    assert_eq!(seen.header("content-length").unwrap(), "0");
+    // The same after a refused request.
+    let blocked = r#"{"model":"m","messages":[{"role":"user","content":"my ssn is 123-45-6789"}]}"#;
+    let r = request(gw.addr, &post_json("/v1/chat/completions", blocked)).unwrap();
+    assert_eq!(r.status, 400);
+    let r = request(gw.addr, &post_json("/v1/chat/completions", "")).unwrap();
+    assert_ne!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+}
+
 #[test]
 fn request_pii_is_masked_or_blocked_before_the_upstream() {
     let up = Upstream::echo();

@@ -10,6 +10,7 @@
 //! token estimate and the PII scan read the unescaped text, redaction rewrites the raw
 //! span. Buffers are kept between requests, so a scan allocates nothing in steady state.
 
+use super::pass::{Marks, Plan};
 use super::tokens::{Features, Tokenizer};
 use crate::error::{Error, ErrorKind};
 use simd_json::{Node, StaticNode, Tape};
@@ -117,6 +118,25 @@ impl Scanner {
         unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
+    /// Forgets the last scan's texts, for a request whose body is not scanned: a
+    /// policy must never see another request's texts.
+    pub fn forget(&mut self) {
+        self.texts.clear();
+        self.model.clear();
+    }
+
+    /// Runs the inspection pass over every text of the last scan: returns their token
+    /// features and leaves their bitmaps for `plan` in `marks` (cleared first), the
+    /// `i`-th text's at `marks.text(i)`.
+    pub fn inspect(&self, plan: &Plan, marks: &mut Marks) -> Features {
+        marks.clear();
+        let mut f = Features::default();
+        for t in &self.texts {
+            plan.run(self.text(t).as_bytes(), &mut f, marks);
+        }
+        f
+    }
+
     /// Token-estimate features of all texts of the last scan.
     pub fn features(&self) -> Features {
         let mut f = Features::default();
@@ -129,6 +149,17 @@ impl Scanner {
     /// Prompt tokens of the last scan: its texts (estimated, or counted exactly when the
     /// tokenizer says so), the chat framing, and token ids given as numbers.
     pub fn prompt_tokens(&self, facts: &RequestFacts, tok: Tokenizer) -> u64 {
+        self.prompt_tokens_with(facts, tok, None)
+    }
+
+    /// [`prompt_tokens`](Self::prompt_tokens) with the texts' features when the pass
+    /// already counted them.
+    pub fn prompt_tokens_with(
+        &self,
+        facts: &RequestFacts,
+        tok: Tokenizer,
+        features: Option<&Features>,
+    ) -> u64 {
         let framing = if facts.messages > 0 {
             3 * facts.messages as u64 + 3
         } else {
@@ -140,7 +171,8 @@ impl Scanner {
                 .map(|t| tok.family.exact(self.text(t)) as u64)
                 .sum::<u64>()
         } else {
-            (tok.family.estimate(&self.features()) * tok.ratio).round() as u64
+            let f = features.copied().unwrap_or_else(|| self.features());
+            (tok.family.estimate(&f) * tok.ratio).round() as u64
         };
         texts + framing + facts.token_ids as u64
     }

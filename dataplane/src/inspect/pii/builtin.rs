@@ -9,6 +9,7 @@
 //! input can make them index out of bounds.
 
 use super::{Action, EntityKind, Finding};
+use crate::inspect::pass::next_set;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::net::Ipv6Addr;
 
@@ -147,10 +148,31 @@ impl Builtins {
         }
     }
 
-    pub(crate) fn find(&self, text: &str, from: usize, out: &mut Vec<Finding>) {
+    /// Whether the verifiers start at digits, `:` or `@` (the pass's bitmap).
+    pub(crate) fn wants_bytes(&self) -> bool {
+        self.digits || self.email || self.ipv6
+    }
+
+    /// Appends the findings starting at or after `from`. `bytes` is the text's bitmap of
+    /// digits, `:` and `@` from [`crate::inspect::pass`], walked instead of the SWAR scan.
+    pub(crate) fn find(
+        &self,
+        text: &str,
+        from: usize,
+        bytes: Option<&[u64]>,
+        out: &mut Vec<Finding>,
+    ) {
         let b = text.as_bytes();
         if self.digits || self.email || self.ipv6 {
-            self.scan_bytes(b, from, out);
+            match bytes {
+                Some(bits) => {
+                    let mut i = from;
+                    while let Some(j) = next_set(bits, i).filter(|&j| j < b.len()) {
+                        i = self.dispatch(b, j, at(b, j), out);
+                    }
+                }
+                None => self.scan_bytes(b, from, out),
+            }
         }
         if let Some((ac, kinds)) = &self.prefixes {
             self.scan_prefixes(ac, kinds, b, from, out);

@@ -395,6 +395,11 @@ impl Detector {
             .map(|r| r.id.as_str())
     }
 
+    /// Whether the pass should mark digits, `:` and `@` for this detector.
+    pub(crate) fn wants_bytes(&self) -> bool {
+        self.builtin.wants_bytes()
+    }
+
     /// Whether the policy turns anything on at all (callers may skip the scan).
     pub fn is_empty(&self) -> bool {
         self.builtin.is_empty() && self.terms.is_empty() && self.patterns.is_empty()
@@ -409,8 +414,19 @@ impl Detector {
     /// Like [`find`](Self::find) but reports only findings that start at or after `from`;
     /// `text[..from]` still serves as left context (word boundaries, e-mail local parts).
     pub(crate) fn find_from(&self, text: &str, from: usize, out: &mut Vec<Finding>) {
+        self.find_marked(text, from, None, out);
+    }
+
+    /// [`find_from`](Self::find_from) with the text's bitmap from [`crate::inspect::pass`].
+    pub(crate) fn find_marked(
+        &self,
+        text: &str,
+        from: usize,
+        marks: Option<&[u64]>,
+        out: &mut Vec<Finding>,
+    ) {
         let base = out.len();
-        self.builtin.find(text, from, out);
+        self.builtin.find(text, from, marks, out);
         for set in &self.terms {
             self.find_terms(set, text, from, out);
         }

@@ -206,9 +206,21 @@ impl Detector {
     /// Detects and applies the actions to `text`. Appends to `out` only when the
     /// verdict is [`Verdict::Redacted`]; otherwise nothing is copied.
     pub fn redact(&self, text: &str, state: &mut RedactState, out: &mut String) -> Outcome {
+        self.redact_with(text, None, state, out)
+    }
+
+    /// [`redact`](Self::redact) with the text's bitmap from [`crate::inspect::pass`]
+    /// ([`Marks::text`](crate::inspect::pass::Marks::text)).
+    pub fn redact_with(
+        &self,
+        text: &str,
+        marks: Option<&[u64]>,
+        state: &mut RedactState,
+        out: &mut String,
+    ) -> Outcome {
         let mut findings = std::mem::take(&mut state.findings);
         findings.clear();
-        self.find(text, &mut findings);
+        self.find_marked(text, 0, marks, &mut findings);
         let (verdict, counts) = judge(&findings);
         if verdict == Verdict::Redacted {
             self.emit(text, 0, text.len(), &findings, state, out);

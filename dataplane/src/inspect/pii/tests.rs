@@ -889,3 +889,74 @@ fn builtin_kinds_are_all_but_operator_rules() {
     assert!(!EntityKind::BUILTIN.contains(&EntityKind::Pattern));
     assert!(EntityKind::BUILTIN.contains(&EntityKind::PrivateKey));
 }
+
+/// Texts for the equivalence tests: random ones dense in entities and near misses,
+/// and the committed corpus with entities spliced in.
+fn equivalence_texts() -> Vec<String> {
+    use crate::inspect::pass::gen::Rng;
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut texts: Vec<String> = (0..4000)
+        .map(|i| rng.text(if i % 10 == 0 { 150 } else { 15 }))
+        .collect();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/corpus");
+    for name in ["en", "code", "json", "zh"] {
+        let file = std::fs::read_to_string(format!("{dir}/{name}.jsonl")).unwrap();
+        for line in file.lines().take(40) {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut t = v["text"].as_str().unwrap().to_string();
+            let mut at = t.len() / 2;
+            while !t.is_char_boundary(at) {
+                at -= 1;
+            }
+            t.insert_str(at, &rng.text(6));
+            texts.push(t);
+        }
+    }
+    texts
+}
+
+#[test]
+fn pass_spots_give_the_findings_of_the_scans() {
+    use crate::inspect::pass::{Marks, Plan};
+    use crate::inspect::tokens::Features;
+    let texts = equivalence_texts();
+    let some = |kinds: &[EntityKind]| PiiPolicy {
+        kinds: kinds.iter().map(|&k| (k, Action::Mask)).collect(),
+        ..PiiPolicy::default()
+    };
+    for policy in [
+        PiiPolicy::all_builtins(Action::Mask),
+        some(&[EntityKind::Email, EntityKind::Jwt, EntityKind::AwsKey]),
+        some(&[EntityKind::Card, EntityKind::Ipv6, EntityKind::PrivateKey]),
+        some(&[EntityKind::GithubToken, EntityKind::SecretKey]),
+    ] {
+        let det = Detector::new(&policy).unwrap();
+        let plan = Plan::new(Some(&det));
+        let mut marks = Marks::default();
+        let (mut want, mut got) = (Vec::new(), Vec::new());
+        let mut simd_ran = false;
+        for text in &texts {
+            want.clear();
+            det.find(text, &mut want);
+            for simd in [false, true] {
+                marks.clear();
+                let mut f = Features::default();
+                if simd {
+                    plan.run(text.as_bytes(), &mut f, &mut marks);
+                } else {
+                    plan.run_scalar(text.as_bytes(), &mut f, &mut marks);
+                }
+                let Some(m) = marks.text(0) else {
+                    continue;
+                };
+                simd_ran |= simd;
+                got.clear();
+                det.find_marked(text, 0, Some(m), &mut got);
+                assert_eq!(got, want, "simd {simd} in {text:?}");
+            }
+        }
+        if !simd_ran {
+            eprintln!("no AVX-512 here: spots tested from the scalar pass only");
+        }
+    }
+}
