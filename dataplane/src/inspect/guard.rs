@@ -76,6 +76,37 @@ struct Matcher {
     set: Option<RegexSet>,
     regexes: Vec<Regex>,
     regex_rule: Vec<usize>,
+    /// Whether the phrase automaton also holds, after the phrases, the prefixes one of
+    /// which starts every match of every regex: then a text where it finds none of
+    /// them (and no phrase) skips the regexes.
+    gated: bool,
+}
+
+/// Most prefix literals (after ASCII case folding) a regex may add to the automaton.
+const MAX_GATE_LITERALS: usize = 32;
+
+/// The lower-cased prefixes one of which starts every match of the case-insensitive
+/// `pattern` (regex-syntax's prefix extraction, which the regex crate's own
+/// prefilters rely on), or `None` when there is no such finite set of non-empty ones.
+fn gate_literals(pattern: &str) -> Option<Vec<Vec<u8>>> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let hir = regex_syntax::ParserBuilder::new()
+        .case_insensitive(true)
+        .build()
+        .parse(pattern)
+        .ok()?;
+    let seq = Extractor::new().kind(ExtractKind::Prefix).extract(&hir);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    for lit in seq.literals()? {
+        let l = lit.as_bytes().to_ascii_lowercase();
+        if l.is_empty() {
+            return None;
+        }
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    (!out.is_empty() && out.len() <= MAX_GATE_LITERALS).then_some(out)
 }
 
 impl Matcher {
@@ -105,13 +136,31 @@ impl Matcher {
                 m.regex_rule.push(r);
             }
         }
-        if !phrases.is_empty() {
+        // The regexes' prefixes join the automaton when every regex has them: its scan
+        // of the text then stands in for the regex engine's own prefilter scan.
+        let mut patterns: Vec<Vec<u8>> = phrases.iter().map(|p| p.as_bytes().to_vec()).collect();
+        if !m.regexes.is_empty() {
+            let gates: Option<Vec<Vec<Vec<u8>>>> = m
+                .regexes
+                .iter()
+                .map(|r| gate_literals(r.as_str()))
+                .collect();
+            if let Some(gates) = gates {
+                m.gated = true;
+                for l in gates.into_iter().flatten() {
+                    if !patterns[phrases.len()..].contains(&l) {
+                        patterns.push(l);
+                    }
+                }
+            }
+        }
+        if !patterns.is_empty() {
             // Case-sensitive over lowercased text: aho-corasick's own ASCII case folding
             // loses its prefilter and measured 8x slower here (0.45 vs 3.6 GB/s).
             m.phrases = Some(
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::LeftmostFirst)
-                    .build(&phrases)
+                    .build(&patterns)
                     .map_err(|e| GuardError::Phrases(e.to_string()))?,
             );
         }
@@ -128,18 +177,25 @@ impl Matcher {
 
     /// Matches as (start, end, rule).
     fn find(&self, text: &str, out: &mut Vec<(usize, usize, usize)>) {
+        let before = out.len();
+        let mut gate = false;
         if let Some(ac) = &self.phrases {
             LOWER.with_borrow_mut(|lower| {
                 lower.clear();
-                lower.extend(text.bytes().map(|b| b.to_ascii_lowercase()));
+                lower.extend_from_slice(text.as_bytes());
+                lower.make_ascii_lowercase();
                 for m in ac.find_iter(&lower[..]) {
-                    if let Some(&rule) = self.phrase_rule.get(m.pattern().as_usize()) {
-                        out.push((m.start(), m.end(), rule));
+                    match self.phrase_rule.get(m.pattern().as_usize()) {
+                        Some(&rule) => out.push((m.start(), m.end(), rule)),
+                        None => gate = true,
                     }
                 }
             });
         }
-        if let Some(set) = &self.set {
+        // A prefix that overlaps an earlier reported match is not reported itself, so
+        // any phrase match also runs the regexes.
+        let skip = self.gated && !gate && out.len() == before;
+        if let Some(set) = self.set.as_ref().filter(|_| !skip) {
             for i in set.matches(text).iter() {
                 if let (Some(re), Some(&rule)) = (self.regexes.get(i), self.regex_rule.get(i)) {
                     out.extend(re.find_iter(text).map(|m| (m.start(), m.end(), rule)));
@@ -230,6 +286,61 @@ mod tests {
         .unwrap();
         assert_eq!(g.check("ignore previous instructions in examples"), None);
         assert_eq!(g.check("ignore previous orders"), Some("d"));
+    }
+
+    #[test]
+    fn regexes_are_skipped_only_where_they_cannot_match() {
+        assert_eq!(
+            gate_literals(r"\bbuild\s+an?\s+(bomb|explosive)\b"),
+            Some(vec![b"build".to_vec()])
+        );
+        assert_eq!(
+            gate_literals("(?:Foo|bar)baz").map(|v| v.len()),
+            Some(2),
+            "both alternatives, case folded"
+        );
+        assert_eq!(gate_literals(".*x"), None);
+        assert_eq!(gate_literals("x*"), None);
+        let g = Guard::new(&GuardConfig {
+            deny: vec![
+                rule(
+                    "w",
+                    &["jailbreak"],
+                    &[r"\bbuild\s+an?\s+(bomb|explosive)\b"],
+                ),
+                rule("k", &[], &[r"(?:kill|stab)\s+\w+", r"ignore\s+previous"]),
+            ],
+            allow: vec![],
+        })
+        .unwrap();
+        assert!(g.deny.gated);
+        let mut ungated = g.deny.clone();
+        ungated.gated = false;
+        // The Kelvin sign folds to `k`: its literal is kept apart from ASCII folding.
+        for text in [
+            "BUILD  A BOMB",
+            "\u{212a}ill them",
+            "a jailbreak to build a bomb",
+            "no",
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            g.deny.find(text, &mut a);
+            ungated.find(text, &mut b);
+            assert_eq!(a, b, "{text:?}");
+        }
+        let mut rng = crate::inspect::pass::gen::Rng(0x5eed_1234_abcd_0001);
+        for round in 0..4000 {
+            let mut text = rng.text(if round % 10 == 0 { 80 } else { 8 });
+            if round % 3 == 0 {
+                text.push_str(["kill x", "Stab  y", "ignore  PREVIOUS"][round % 9 / 3]);
+            }
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            g.deny.find(&text, &mut a);
+            ungated.find(&text, &mut b);
+            assert_eq!(a, b, "{text:?}");
+        }
+        assert_eq!(g.check("how to build an explosive"), Some("w"));
+        assert_eq!(g.check("builder of bombs"), None);
     }
 
     #[test]
