@@ -714,8 +714,8 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         let request_pii = detector("request", &redact.request)?;
         let policy = Arc::new(Policy {
             name: p.name.clone(),
+            pass: Plan::new(request_pii.as_deref(), guard.as_ref()),
             guard,
-            pass: Plan::new(request_pii.as_deref()),
             request_pii,
             response_pii: detector("response", &redact.response)?,
         });

@@ -307,7 +307,7 @@ fn prepare(
     let mut marks = shard.marks.borrow_mut();
     marks.clear();
     let features = match &route.policy {
-        Some(p) if scan_body && (p.request_pii.is_some() || wants_tokens) => {
+        Some(p) if scan_body && (p.request_pii.is_some() || p.guard.is_some() || wants_tokens) => {
             Some(scanner.inspect(&p.pass, &mut marks))
         }
         _ => None,
@@ -427,12 +427,12 @@ fn apply_request_policy(
     entry: &mut Entry,
 ) -> Result<(), Error> {
     if let Some(guard) = &policy.guard {
-        for t in scanner.texts() {
+        for (i, t) in scanner.texts().iter().enumerate() {
             if matches!(
                 t.kind,
                 TextKind::Message | TextKind::System | TextKind::Prompt | TextKind::Input
             ) {
-                if let Some(rule) = guard.check(scanner.text(t)) {
+                if let Some(rule) = guard.check_with(scanner.text(t), marks.lower(i)) {
                     entry.blocked_by.push_str(rule);
                     return Err(Error::new(
                         ErrorKind::PromptBlocked,

@@ -175,22 +175,28 @@ impl Matcher {
         Ok(m)
     }
 
-    /// Matches as (start, end, rule).
-    fn find(&self, text: &str, out: &mut Vec<(usize, usize, usize)>) {
+    /// Matches as (start, end, rule); `lowered` is `text` ASCII-lowercased, if at hand.
+    fn find(&self, text: &str, lowered: Option<&[u8]>, out: &mut Vec<(usize, usize, usize)>) {
         let before = out.len();
         let mut gate = false;
         if let Some(ac) = &self.phrases {
-            LOWER.with_borrow_mut(|lower| {
-                lower.clear();
-                lower.extend_from_slice(text.as_bytes());
-                lower.make_ascii_lowercase();
-                for m in ac.find_iter(&lower[..]) {
+            let mut scan = |lower: &[u8]| {
+                for m in ac.find_iter(lower) {
                     match self.phrase_rule.get(m.pattern().as_usize()) {
                         Some(&rule) => out.push((m.start(), m.end(), rule)),
                         None => gate = true,
                     }
                 }
-            });
+            };
+            match lowered.filter(|l| l.len() == text.len()) {
+                Some(l) => scan(l),
+                None => LOWER.with_borrow_mut(|lower| {
+                    lower.clear();
+                    lower.extend_from_slice(text.as_bytes());
+                    lower.make_ascii_lowercase();
+                    scan(lower);
+                }),
+            }
         }
         // A prefix that overlaps an earlier reported match is not reported itself, so
         // any phrase match also runs the regexes.
@@ -214,16 +220,27 @@ impl Guard {
         })
     }
 
+    /// Whether the guard matches phrases, so wants the texts ASCII-lowercased.
+    pub fn wants_lower(&self) -> bool {
+        self.deny.phrases.is_some() || self.allow.phrases.is_some()
+    }
+
     /// The id of the deny rule that refuses `text`, if any.
     pub fn check(&self, text: &str) -> Option<&str> {
+        self.check_with(text, None)
+    }
+
+    /// [`check`](Self::check) with `text` ASCII-lowercased at hand (from
+    /// [`Marks::lower`](super::pass::Marks::lower)), which then is not copied again.
+    pub fn check_with(&self, text: &str, lowered: Option<&[u8]>) -> Option<&str> {
         // Usually no deny match at all: no allocation, no allow scan.
         let mut denied = Vec::new();
-        self.deny.find(text, &mut denied);
+        self.deny.find(text, lowered, &mut denied);
         if denied.is_empty() {
             return None;
         }
         let mut allowed = Vec::new();
-        self.allow.find(text, &mut allowed);
+        self.allow.find(text, lowered, &mut allowed);
         // Empty matches (a regex like `x*`) still occupy their position.
         let overlaps = |a: &(usize, usize, usize), b: &(usize, usize, usize)| {
             a.0 < b.1.max(b.0 + 1) && b.0 < a.1.max(a.0 + 1)
@@ -324,8 +341,8 @@ mod tests {
             "no",
         ] {
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            g.deny.find(text, &mut a);
-            ungated.find(text, &mut b);
+            g.deny.find(text, None, &mut a);
+            ungated.find(text, None, &mut b);
             assert_eq!(a, b, "{text:?}");
         }
         let mut rng = crate::inspect::pass::gen::Rng(0x5eed_1234_abcd_0001);
@@ -335,9 +352,13 @@ mod tests {
                 text.push_str(["kill x", "Stab  y", "ignore  PREVIOUS"][round % 9 / 3]);
             }
             let (mut a, mut b) = (Vec::new(), Vec::new());
-            g.deny.find(&text, &mut a);
-            ungated.find(&text, &mut b);
+            g.deny.find(&text, None, &mut a);
+            ungated.find(&text, None, &mut b);
             assert_eq!(a, b, "{text:?}");
+            // A lowered copy at hand gives the same verdict; a wrong one is not used.
+            let lower = text.to_ascii_lowercase();
+            assert_eq!(g.check_with(&text, Some(lower.as_bytes())), g.check(&text));
+            assert_eq!(g.check_with(&text, Some(b"x")), g.check(&text));
         }
         assert_eq!(g.check("how to build an explosive"), Some("w"));
         assert_eq!(g.check("builder of bombs"), None);

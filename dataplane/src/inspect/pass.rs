@@ -18,8 +18,8 @@
 
 use super::tokens::{Counts, Features, Masks};
 
-/// Classifies the 64 bytes at `$p` with AVX-512: evaluates to their class [`Masks`]
-/// and their digit, `:` and `@` mask (0 when `$bytes` is false). A macro, not a
+/// Classifies the 64 bytes at `$p` with AVX-512: evaluates to their class [`Masks`],
+/// their digit, `:` and `@` mask (0 when `$bytes` is false) and the bytes ASCII-lowercased. A macro, not a
 /// function: a `target_feature` function cannot be forced inline, and a call per block
 /// measured twice the cost of the loop. Needs `$p..$p + 64` readable.
 #[cfg(target_arch = "x86_64")]
@@ -65,7 +65,9 @@ macro_rules! avx512_classify {
         } else {
             0
         };
-        (m, bytes)
+        // ASCII upper case to lower, as `to_ascii_lowercase`.
+        let folded = _mm512_mask_add_epi8(v, upper, v, splat!(0x20u8));
+        (m, bytes, folded)
     }};
 }
 
@@ -74,13 +76,17 @@ macro_rules! avx512_classify {
 pub struct Plan {
     /// Mark digits, `:` and `@` for the request's PII detector.
     bytes: bool,
+    /// Write the texts ASCII-lowercased, for the guard's phrase automaton.
+    lower: bool,
 }
 
 impl Plan {
-    /// The plan for a policy's request detector (none: only the token features).
-    pub fn new(pii: Option<&super::pii::Detector>) -> Plan {
+    /// The plan for a policy's request detector and guard (none: only the token
+    /// features).
+    pub fn new(pii: Option<&super::pii::Detector>, guard: Option<&super::guard::Guard>) -> Plan {
         Plan {
             bytes: pii.is_some_and(|d| d.wants_bytes()),
+            lower: guard.is_some_and(|g| g.wants_lower()),
         }
     }
 
@@ -88,10 +94,10 @@ impl Plan {
     pub fn run(&self, text: &[u8], f: &mut Features, marks: &mut Marks) {
         #[cfg(target_arch = "x86_64")]
         if has_avx512() {
-            let (start, bits) = marks.grow(self.bytes, text.len());
+            let (span, bits, lower) = marks.grow(self, text.len());
             // SAFETY: the CPU has the features `run_avx512` is compiled for.
-            unsafe { self.run_avx512(text, f, bits) };
-            marks.texts.push(Some(start));
+            unsafe { self.run_avx512(text, f, bits, lower) };
+            marks.finish(span);
             return;
         }
         f.add(text);
@@ -103,15 +109,18 @@ impl Plan {
     #[cfg(test)]
     pub(crate) fn run_scalar(&self, text: &[u8], f: &mut Features, marks: &mut Marks) {
         f.add(text);
-        let (start, bits) = marks.grow(self.bytes, text.len());
+        let (span, bits, lower) = marks.grow(self, text.len());
         for (i, &c) in text.iter().enumerate() {
             if c.is_ascii_digit() || c == b':' || c == b'@' {
                 if let Some(w) = bits.get_mut(i / 64) {
                     *w |= 1 << (i % 64);
                 }
             }
+            if let Some(l) = lower.get_mut(i) {
+                *l = c.to_ascii_lowercase();
+            }
         }
-        marks.texts.push(Some(start));
+        marks.finish(span);
     }
 
     /// The AVX-512 pass. The class masks of up to 8 consecutive blocks are stored
@@ -123,7 +132,7 @@ impl Plan {
     /// of the pass.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,avx512vpopcntdq")]
-    unsafe fn run_avx512(&self, text: &[u8], f: &mut Features, bits: &mut [u64]) {
+    unsafe fn run_avx512(&self, text: &[u8], f: &mut Features, bits: &mut [u64], lower: &mut [u8]) {
         use std::arch::x86_64::*;
         let n = text.len();
         let blocks = n.div_ceil(64);
@@ -150,7 +159,11 @@ impl Plan {
                 } else {
                     last.as_ptr()
                 };
-                let (m, b) = avx512_classify!(p, self.bytes);
+                let (m, b, folded) = avx512_classify!(p, self.bytes);
+                if let Some(dst) = lower.get_mut(64 * (w + j)..64 * (w + j) + 64) {
+                    // SAFETY: 64 bytes of `lower`, which is rounded up to whole blocks.
+                    unsafe { _mm512_storeu_si512(dst.as_mut_ptr() as *mut _, folded) };
+                }
                 let j = j & 7;
                 for (k, x) in [
                     m.lower, m.upper, m.digit, m.punct, m.newline, m.space, m.lead2, m.lead3,
@@ -255,35 +268,78 @@ fn has_avx512() -> bool {
 #[derive(Debug, Default)]
 pub struct Marks {
     bits: Vec<u64>,
-    /// Per text: its first word and length, or `None` when the pass marked nothing.
-    texts: Vec<Option<(usize, usize)>>,
+    lower: Vec<u8>,
+    /// Per text, in pass order; `None` when the pass marked nothing (no AVX-512).
+    texts: Vec<Option<Span>>,
+}
+
+/// Where one text's bitmap and lowered copy are in [`Marks`].
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    word: usize,
+    byte: usize,
+    len: usize,
+    bits: bool,
+    lower: bool,
 }
 
 impl Marks {
     pub fn clear(&mut self) {
         self.bits.clear();
+        self.lower.clear();
         self.texts.clear();
     }
 
-    /// Room for a text of `len` bytes (none unless `on`); returns where it starts and
-    /// its words, zeroed.
-    fn grow(&mut self, on: bool, len: usize) -> ((usize, usize), &mut [u64]) {
-        let start = self.bits.len();
-        if !on {
-            return ((start, 0), &mut []);
+    /// Room for a text of `len` bytes for what `plan` writes: its bitmap (zeroed) and
+    /// its lowered copy (rounded up to whole 64-byte blocks until `finish`).
+    fn grow(&mut self, plan: &Plan, len: usize) -> (Span, &mut [u64], &mut [u8]) {
+        let span = Span {
+            word: self.bits.len(),
+            byte: self.lower.len(),
+            len,
+            bits: plan.bytes,
+            lower: plan.lower,
+        };
+        if plan.bytes {
+            self.bits.resize(span.word + len.div_ceil(64), 0);
         }
-        self.bits.resize(start + len.div_ceil(64), 0);
-        ((start, len), self.bits.get_mut(start..).unwrap_or_default())
+        if plan.lower {
+            self.lower.resize(span.byte + 64 * len.div_ceil(64), 0);
+        }
+        let bits = match plan.bytes {
+            true => self.bits.get_mut(span.word..).unwrap_or_default(),
+            false => &mut [],
+        };
+        let lower = match plan.lower {
+            true => self.lower.get_mut(span.byte..).unwrap_or_default(),
+            false => &mut [],
+        };
+        (span, bits, lower)
+    }
+
+    fn finish(&mut self, span: Span) {
+        if span.lower {
+            self.lower.truncate(span.byte + span.len);
+        }
+        self.texts.push(Some(span));
     }
 
     /// The bitmap of the `i`-th text given to [`Plan::run`] since the last clear, when
     /// the pass made one.
     pub fn text(&self, i: usize) -> Option<&[u64]> {
-        let (start, len) = self.texts.get(i).copied().flatten()?;
-        if len == 0 {
-            return None;
-        }
-        self.bits.get(start..start + len.div_ceil(64))
+        let s = self
+            .texts
+            .get(i)
+            .copied()
+            .flatten()
+            .filter(|s| s.bits && s.len > 0)?;
+        self.bits.get(s.word..s.word + s.len.div_ceil(64))
+    }
+
+    /// The `i`-th text ASCII-lowercased, when the pass wrote it.
+    pub fn lower(&self, i: usize) -> Option<&[u8]> {
+        let s = self.texts.get(i).copied().flatten().filter(|s| s.lower)?;
+        self.lower.get(s.byte..s.byte + s.len)
     }
 }
 
@@ -426,7 +482,10 @@ mod tests {
             eprintln!("no AVX-512 here: only the scalar pass is tested");
             return;
         }
-        let plan = Plan { bytes: true };
+        let plan = Plan {
+            bytes: true,
+            lower: true,
+        };
         let mut rng = gen::Rng(0x9e37_79b9_7f4a_7c15);
         let (mut a, mut b) = (Marks::default(), Marks::default());
         for round in 0..3000 {
@@ -442,7 +501,13 @@ mod tests {
             assert_eq!(fa, fb, "{text:?}");
             for i in 0..2 {
                 assert_eq!(a.text(i), b.text(i), "{text:?}");
+                assert_eq!(a.lower(i), b.lower(i), "{text:?}");
             }
+            assert_eq!(
+                a.lower(0),
+                Some(text.to_ascii_lowercase().as_bytes()),
+                "{text:?}"
+            );
         }
         // Tokens alone count what `Features::add` counts, and mark nothing.
         let text = rng.text(200);
@@ -451,5 +516,6 @@ mod tests {
         Plan::default().run(text.as_bytes(), &mut f, &mut a);
         assert_eq!(f, Features::of(text.as_bytes()));
         assert_eq!(a.text(0), None);
+        assert_eq!(a.lower(0), None);
     }
 }

@@ -931,7 +931,7 @@ fn pass_spots_give_the_findings_of_the_scans() {
         some(&[EntityKind::GithubToken, EntityKind::SecretKey]),
     ] {
         let det = Detector::new(&policy).unwrap();
-        let plan = Plan::new(Some(&det));
+        let plan = Plan::new(Some(&det), None);
         let mut marks = Marks::default();
         let (mut want, mut got) = (Vec::new(), Vec::new());
         let mut simd_ran = false;
