@@ -126,7 +126,7 @@ impl Plan {
     /// The AVX-512 pass. The class masks of up to 8 consecutive blocks are stored
     /// class by class, so that each class loads as one vector of 8 lanes (one per
     /// block), and the token features of the 8 blocks are computed at once, lane-wise,
-    /// with the formulas of [`Features::count_block`]: a shift by `k` bytes is
+    /// with the formulas of `Features::count_block`: a shift by `k` bytes is
     /// `vpshldq` of a lane with its predecessor (`valignq`), and the counts are
     /// `vpopcntq`. Per block that is a sixth of the scalar arithmetic, which was half
     /// of the pass.

@@ -19,21 +19,21 @@
 /// The block loop, as a macro so that each copy is compiled with its caller's target
 /// features (a function passed as a value would not inline the AVX2 intrinsics).
 macro_rules! for_blocks {
-    ($self:ident, $text:ident, $classify:ident, $popcnt:expr) => {{
+    ($self:ident, $text:ident, $classify:ident) => {{
         $self.texts += 1;
         let mut carry = Carry::default();
         let mut n = Counts::default();
         let mut chunks = $text.chunks_exact(64);
         for block in &mut chunks {
             let m = $classify(block);
-            Features::count_block::<{ $popcnt }>(&mut n, &m, &mut carry);
+            Features::count_block(&mut n, &m, &mut carry);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut block = [0u8; 64];
             block[..rest.len()].copy_from_slice(rest);
             let m = $classify(&block);
-            Features::count_block::<{ $popcnt }>(&mut n, &m, &mut carry);
+            Features::count_block(&mut n, &m, &mut carry);
         }
         $self.add_counts(&n);
     }};
@@ -110,7 +110,7 @@ impl Features {
             unsafe { self.add_avx2(text) };
             return;
         }
-        for_blocks!(self, text, classify, false);
+        for_blocks!(self, text, classify);
     }
 
     /// The same loop compiled with AVX2 and POPCNT: without POPCNT each of the dozen
@@ -118,11 +118,11 @@ impl Features {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,popcnt")]
     unsafe fn add_avx2(&mut self, text: &[u8]) {
-        for_blocks!(self, text, classify_avx2, true);
+        for_blocks!(self, text, classify_avx2);
     }
 
     #[inline(always)]
-    pub(super) fn count_block<const POPCNT: bool>(n: &mut Counts, m: &Masks, c: &mut Carry) {
+    fn count_block(n: &mut Counts, m: &Masks, c: &mut Carry) {
         let letter = m.lower | m.upper;
         let prev_letter = shl1(letter, c.letter);
         let prev_lower = shl1(m.lower, c.lower);
@@ -135,35 +135,35 @@ impl Features {
         let at2 = cont & shl(cont, c.cont, 1);
         let at4 = at2 & shl(at2, c.at2, 2);
         let at8 = at4 & shl(at4, c.at4, 4);
-        n[0] += pop::<POPCNT>(start);
-        n[1] += pop::<POPCNT>(at4);
-        n[2] += pop::<POPCNT>(at8);
+        n[0] += start.count_ones() as u64;
+        n[1] += at4.count_ones() as u64;
+        n[2] += at8.count_ones() as u64;
 
         let digit = m.digit;
         let prev_digit = shl1(digit, c.digit);
         let d2 = digit & prev_digit;
         let d3 = d2 & shl1(d2, c.d2);
         let d4 = d3 & shl1(d3, c.d3);
-        n[3] += pop::<POPCNT>(digit & !prev_digit);
-        n[4] += pop::<POPCNT>(d4);
+        n[3] += (digit & !prev_digit).count_ones() as u64;
+        n[4] += d4.count_ones() as u64;
 
         let punct = m.punct;
         let prev_punct = shl1(punct, c.punct);
-        n[5] += pop::<POPCNT>(punct & !prev_punct);
-        n[6] += pop::<POPCNT>(punct & prev_punct);
+        n[5] += (punct & !prev_punct).count_ones() as u64;
+        n[6] += (punct & prev_punct).count_ones() as u64;
 
         let nl = m.newline;
-        n[7] += pop::<POPCNT>(nl & !shl1(nl, c.newline));
+        n[7] += (nl & !shl1(nl, c.newline)).count_ones() as u64;
 
         let sp = m.space;
         let s2 = sp & shl1(sp, c.space);
         let s3 = s2 & shl1(s2, c.s2);
-        n[8] += pop::<POPCNT>(s2 & !shl1(s2, c.s2));
-        n[9] += pop::<POPCNT>(s3);
+        n[8] += (s2 & !shl1(s2, c.s2)).count_ones() as u64;
+        n[9] += s3.count_ones() as u64;
 
-        n[10] += pop::<POPCNT>(m.lead2);
-        n[11] += pop::<POPCNT>(m.lead3);
-        n[12] += pop::<POPCNT>(m.lead4);
+        n[10] += m.lead2.count_ones() as u64;
+        n[11] += m.lead3.count_ones() as u64;
+        n[12] += m.lead4.count_ones() as u64;
 
         *c = Carry {
             letter,
@@ -241,13 +241,12 @@ impl Features {
     }
 }
 
-/// Per-block feature counts as 64-bit lanes: `u32` fields let the compiler pack the
-/// adds into vector inserts, which cost more than the adds.
+/// Per-block feature counts, in [`FEATURE_NAMES`] order without `texts`.
 pub(super) type Counts = [u64; FEATURES - 1];
 
 /// The previous block's masks, to carry runs across the 64-byte boundary.
 #[derive(Default)]
-pub(super) struct Carry {
+struct Carry {
     letter: u64,
     lower: u64,
     cont: u64,
@@ -260,25 +259,6 @@ pub(super) struct Carry {
     newline: u64,
     space: u64,
     s2: u64,
-}
-
-/// The number of set bits. With `POPCNT` (callers that checked for the instruction)
-/// it is the instruction in inline assembly: LLVM otherwise packs the dozen counts of a
-/// block into vector registers and counts them there, which measured ~25% slower.
-#[inline(always)]
-fn pop<const POPCNT: bool>(x: u64) -> u64 {
-    #[cfg(target_arch = "x86_64")]
-    if POPCNT {
-        let n: u64;
-        // SAFETY: `POPCNT` is only set where the CPU has the instruction; it reads one
-        // register and writes one, with no memory access.
-        unsafe {
-            std::arch::asm!("popcnt {n}, {x}", x = in(reg) x, n = lateout(reg) n,
-                options(pure, nomem, nostack));
-        }
-        return n;
-    }
-    x.count_ones() as u64
 }
 
 /// `m` shifted by one byte position, with the last bit of the previous block shifted in.
