@@ -32,36 +32,43 @@ macro_rules! avx512_classify {
                 _mm512_set1_epi8($b as i8)
             };
         }
-        macro_rules! eq {
-            ($v:expr, $b:expr) => {
-                _mm512_cmpeq_epi8_mask($v, splat!($b))
-            };
-        }
-        // `x - lo` as unsigned is below `n` exactly when lo <= x < lo + n.
-        macro_rules! range {
-            ($v:expr, $lo:expr, $n:expr) => {
-                _mm512_cmplt_epu8_mask(_mm512_sub_epi8($v, splat!($lo)), splat!($n))
-            };
-        }
         // SAFETY: the caller guarantees 64 readable bytes at `p`.
         let v = unsafe { _mm512_loadu_si512(p as *const _) };
-        let lower = range!(v, b'a', 26);
-        let upper = range!(v, b'A', 26);
-        let digit = range!(v, b'0', 10);
-        let graphic = range!(v, 0x21u8, 0x7e - 0x21 + 1);
+        // One table lookup gives each ASCII byte its class bits (`CLASS`); bytes with the
+        // high bit set get none there, and their UTF-8 lead class from a second table
+        // indexed by their top six bits (`LEAD`; a 16-bit shift by two leaves them in
+        // each byte's low six bits, which is all `vpermb` reads).
+        // SAFETY: the tables are 64 bytes each.
+        let (t0, t1, tl) = unsafe {
+            (
+                _mm512_loadu_si512(CLASS.0.as_ptr() as *const _),
+                _mm512_loadu_si512(CLASS.0[64..].as_ptr() as *const _),
+                _mm512_loadu_si512(LEAD.0.as_ptr() as *const _),
+            )
+        };
+        let ascii = !_mm512_movepi8_mask(v);
+        let cls = _mm512_maskz_permutex2var_epi8(ascii, t0, v, t1);
+        let lead = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 2), tl);
+        macro_rules! has {
+            ($x:expr, $bit:expr) => {
+                _mm512_test_epi8_mask($x, splat!($bit))
+            };
+        }
+        let upper = has!(cls, C_UPPER);
+        let digit = has!(cls, C_DIGIT);
         let m = Masks {
-            lower,
+            lower: has!(cls, C_LOWER),
             upper,
             digit,
-            punct: graphic & !(lower | upper | digit),
-            newline: eq!(v, b'\n') | eq!(v, b'\r'),
-            space: eq!(v, b' ') | eq!(v, b'\t'),
-            lead2: eq!(_mm512_and_si512(v, splat!(0xE0u8)), 0xC0u8),
-            lead3: eq!(_mm512_and_si512(v, splat!(0xF0u8)), 0xE0u8),
-            lead4: eq!(_mm512_and_si512(v, splat!(0xF8u8)), 0xF0u8),
+            punct: has!(cls, C_PUNCT),
+            newline: has!(cls, C_NEWLINE),
+            space: has!(cls, C_SPACE),
+            lead2: has!(lead, 1u8),
+            lead3: has!(lead, 2u8),
+            lead4: has!(lead, 4u8),
         };
         let bytes = if $bytes {
-            digit | eq!(v, b':') | eq!(v, b'@')
+            has!(cls, C_DIGIT | C_PII)
         } else {
             0
         };
@@ -70,6 +77,57 @@ macro_rules! avx512_classify {
         (m, bytes, folded)
     }};
 }
+
+const C_LOWER: u8 = 1;
+const C_UPPER: u8 = 2;
+const C_DIGIT: u8 = 4;
+const C_PUNCT: u8 = 8;
+const C_NEWLINE: u8 = 16;
+const C_SPACE: u8 = 32;
+/// `:` and `@`, where PII verifiers start besides digits.
+const C_PII: u8 = 64;
+
+#[repr(align(64))]
+struct Table<const N: usize>([u8; N]);
+
+/// Class bits of the 128 ASCII bytes, as [`super::tokens`] classifies them.
+static CLASS: Table<128> = Table({
+    let mut t = [0u8; 128];
+    let mut i = 0;
+    while i < 128 {
+        let c = i as u8;
+        t[i] = match c {
+            b'a'..=b'z' => C_LOWER,
+            b'A'..=b'Z' => C_UPPER,
+            b'0'..=b'9' => C_DIGIT,
+            b' ' | b'\t' => C_SPACE,
+            b'\n' | b'\r' => C_NEWLINE,
+            b':' | b'@' => C_PUNCT | C_PII,
+            0x21..=0x7e => C_PUNCT,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+});
+
+/// UTF-8 lead bytes by their top six bits: 1 for two-byte, 2 for three-byte and 4 for
+/// four-byte sequences (`0xC0..=0xDF`, `0xE0..=0xEF`, `0xF0..=0xF7`).
+static LEAD: Table<64> = Table({
+    let mut t = [0u8; 64];
+    let mut i = 0;
+    while i < 64 {
+        let top = (i as u8) << 2;
+        t[i] = match top {
+            0xC0..=0xDF => 1,
+            0xE0..=0xEF => 2,
+            0xF0..=0xF7 => 4,
+            _ => 0,
+        };
+        i += 1;
+    }
+    t
+});
 
 /// What the pass marks, compiled once per policy (see [`Plan::new`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -131,7 +189,7 @@ impl Plan {
     /// `vpopcntq`. Per block that is a sixth of the scalar arithmetic, which was half
     /// of the pass.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,avx512vpopcntdq")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512vpopcntdq")]
     unsafe fn run_avx512(&self, text: &[u8], f: &mut Features, bits: &mut [u64], lower: &mut [u8]) {
         use std::arch::x86_64::*;
         let n = text.len();
@@ -260,6 +318,7 @@ struct Lanes([[u64; 8]; 9]);
 fn has_avx512() -> bool {
     std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512bw")
+        && std::is_x86_feature_detected!("avx512vbmi")
         && std::is_x86_feature_detected!("avx512vbmi2")
         && std::is_x86_feature_detected!("avx512vpopcntdq")
 }
