@@ -1,27 +1,31 @@
-//! One SIMD pass over each text of a request: the token-estimate features and the
-//! bitmap of the bytes where the PII verifiers start, 64 bytes a step.
+//! One SIMD pass over each text of a request, 64 bytes a step: the token-estimate
+//! features, the bitmap of the bytes where the PII verifiers start, and the text
+//! ASCII-lowercased for the guard's phrase automaton.
 //!
-//! The token estimate classifies every byte anyway (see [`super::tokens`]); with
-//! AVX-512 the same load and compares also give, for two more compares a block, the
-//! mask of ASCII digits, `:` and `@`. The PII detector then walks that bitmap instead
-//! of its own SWAR scan of the text (`Detector::redact_with`): 0.36 µs less per 4 KB
-//! chat body here, for ~0.01 µs in the pass. The results are those of the scan (tests
-//! compare both on random and corpus texts).
+//! With AVX-512 (F, BW, VBMI, VBMI2, VPOPCNTDQ) each block's bytes get their classes
+//! from one `vpermb` table lookup (a second one for UTF-8 lead bytes); the class masks
+//! of 8 blocks are then worked on together, one vector lane per block (see
+//! `run_avx512`). The same lookup marks ASCII digits, `:` and `@`: the PII detector
+//! walks that bitmap (`Detector::redact_with`) instead of its own SWAR scan, with the
+//! scan's results (tests compare both on random and corpus texts), and the guard reads
+//! the lowered copy instead of making one (`Guard::check_with`).
 //!
-//! Tried and measured slower on this CPU (Zen 4, where 512-bit compares are split in
-//! two): marking the secret prefixes (two or three bytes each, 0.4 µs a body against
-//! 0.2–0.4 µs for the automaton it would replace) and the guard's deny phrases (two
-//! rare bytes per phrase, 0.8–1.0 µs for 8 phrases against ~0.5 µs saved), so those
-//! keep their own scans. See bench-results/2026-12-02-one-pass.
+//! Tried and measured slower on this CPU (Zen 4, where a 512-bit compare is two
+//! 256-bit halves): marking the secret prefixes (two or three bytes each, 0.4 µs a
+//! 4 KB body against 0.2–0.4 µs for the automaton it would replace) and the guard's
+//! deny phrases (two rare bytes per phrase, 0.8–1.0 µs for 8 phrases against ~0.5 µs
+//! saved), so those keep their automatons. See bench-results/2026-12-02-one-pass.
 //!
-//! Without AVX-512 (BW) the pass only counts the features and the detector scans.
+//! Without those CPU features the pass only counts the features (`Features::add`) and
+//! the detector and the guard scan alone.
 
 use super::tokens::{Counts, Features, Masks};
 
 /// Classifies the 64 bytes at `$p` with AVX-512: evaluates to their class [`Masks`],
-/// their digit, `:` and `@` mask (0 when `$bytes` is false) and the bytes ASCII-lowercased. A macro, not a
-/// function: a `target_feature` function cannot be forced inline, and a call per block
-/// measured twice the cost of the loop. Needs `$p..$p + 64` readable.
+/// their digit, `:` and `@` mask (0 when `$bytes` is false) and the bytes
+/// ASCII-lowercased. A macro, not a function: a `target_feature` function cannot be
+/// forced inline, and a call per block measured twice the cost of the loop. Needs
+/// `$p..$p + 64` readable.
 #[cfg(target_arch = "x86_64")]
 macro_rules! avx512_classify {
     ($p:expr, $bytes:expr) => {{
@@ -186,8 +190,8 @@ impl Plan {
     /// block), and the token features of the 8 blocks are computed at once, lane-wise,
     /// with the formulas of `Features::count_block`: a shift by `k` bytes is
     /// `vpshldq` of a lane with its predecessor (`valignq`), and the counts are
-    /// `vpopcntq`. Per block that is a sixth of the scalar arithmetic, which was half
-    /// of the pass.
+    /// `vpopcntq` (features of a 4 KB body 1.11 -> 0.81 µs against one block at a time
+    /// in general registers).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw,avx512vbmi,avx512vbmi2,avx512vpopcntdq")]
     unsafe fn run_avx512(&self, text: &[u8], f: &mut Features, bits: &mut [u64], lower: &mut [u8]) {
