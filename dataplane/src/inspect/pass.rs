@@ -163,7 +163,7 @@ impl Plan {
             return;
         }
         f.add(text);
-        marks.texts.push(None);
+        marks.texts.push(Span::default());
     }
 
     /// The pass in plain code: the reference the SIMD pass is tested against, and the
@@ -188,7 +188,7 @@ impl Plan {
     /// The AVX-512 pass. The class masks of up to 8 consecutive blocks are stored
     /// class by class, so that each class loads as one vector of 8 lanes (one per
     /// block), and the token features of the 8 blocks are computed at once, lane-wise,
-    /// with the formulas of `Features::count_block`: a shift by `k` bytes is
+    /// with the formulas of `Features::add_block`: a shift by `k` bytes is
     /// `vpshldq` of a lane with its predecessor (`valignq`), and the counts are
     /// `vpopcntq` (features of a 4 KB body 1.11 -> 0.81 µs against one block at a time
     /// in general registers).
@@ -327,17 +327,18 @@ fn has_avx512() -> bool {
         && std::is_x86_feature_detected!("avx512vpopcntdq")
 }
 
-/// The bitmaps of the texts of one request, one bit per text byte, in pass order.
+/// What the pass wrote for the texts of one request, in pass order: their bitmaps (one
+/// bit per text byte) and their lowered copies.
 #[derive(Debug, Default)]
 pub struct Marks {
     bits: Vec<u64>,
     lower: Vec<u8>,
-    /// Per text, in pass order; `None` when the pass marked nothing (no AVX-512).
-    texts: Vec<Option<Span>>,
+    texts: Vec<Span>,
 }
 
-/// Where one text's bitmap and lowered copy are in [`Marks`].
-#[derive(Debug, Clone, Copy)]
+/// Where one text's bitmap and lowered copy are in [`Marks`]; `bits` and `lower` say
+/// whether the pass wrote them (neither without AVX-512).
+#[derive(Debug, Clone, Copy, Default)]
 struct Span {
     word: usize,
     byte: usize,
@@ -384,24 +385,19 @@ impl Marks {
         if span.lower {
             self.lower.truncate(span.byte + span.len);
         }
-        self.texts.push(Some(span));
+        self.texts.push(span);
     }
 
     /// The bitmap of the `i`-th text given to [`Plan::run`] since the last clear, when
     /// the pass made one.
     pub fn text(&self, i: usize) -> Option<&[u64]> {
-        let s = self
-            .texts
-            .get(i)
-            .copied()
-            .flatten()
-            .filter(|s| s.bits && s.len > 0)?;
+        let s = self.texts.get(i).filter(|s| s.bits && s.len > 0)?;
         self.bits.get(s.word..s.word + s.len.div_ceil(64))
     }
 
     /// The `i`-th text ASCII-lowercased, when the pass wrote it.
     pub fn lower(&self, i: usize) -> Option<&[u8]> {
-        let s = self.texts.get(i).copied().flatten().filter(|s| s.lower)?;
+        let s = self.texts.get(i).filter(|s| s.lower)?;
         self.lower.get(s.byte..s.byte + s.len)
     }
 }

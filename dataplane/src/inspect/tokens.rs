@@ -22,20 +22,18 @@ macro_rules! for_blocks {
     ($self:ident, $text:ident, $classify:ident) => {{
         $self.texts += 1;
         let mut carry = Carry::default();
-        let mut n = Counts::default();
         let mut chunks = $text.chunks_exact(64);
         for block in &mut chunks {
             let m = $classify(block);
-            Features::count_block(&mut n, &m, &mut carry);
+            $self.add_block(&m, &mut carry);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
             let mut block = [0u8; 64];
             block[..rest.len()].copy_from_slice(rest);
             let m = $classify(&block);
-            Features::count_block(&mut n, &m, &mut carry);
+            $self.add_block(&m, &mut carry);
         }
-        $self.add_counts(&n);
     }};
 }
 
@@ -122,7 +120,7 @@ impl Features {
     }
 
     #[inline(always)]
-    fn count_block(n: &mut Counts, m: &Masks, c: &mut Carry) {
+    fn add_block(&mut self, m: &Masks, c: &mut Carry) {
         let letter = m.lower | m.upper;
         let prev_letter = shl1(letter, c.letter);
         let prev_lower = shl1(m.lower, c.lower);
@@ -135,35 +133,35 @@ impl Features {
         let at2 = cont & shl(cont, c.cont, 1);
         let at4 = at2 & shl(at2, c.at2, 2);
         let at8 = at4 & shl(at4, c.at4, 4);
-        n[0] += start.count_ones() as u64;
-        n[1] += at4.count_ones() as u64;
-        n[2] += at8.count_ones() as u64;
+        self.words += start.count_ones();
+        self.long4 += at4.count_ones();
+        self.long8 += at8.count_ones();
 
         let digit = m.digit;
         let prev_digit = shl1(digit, c.digit);
         let d2 = digit & prev_digit;
         let d3 = d2 & shl1(d2, c.d2);
         let d4 = d3 & shl1(d3, c.d3);
-        n[3] += (digit & !prev_digit).count_ones() as u64;
-        n[4] += d4.count_ones() as u64;
+        self.digit_runs += (digit & !prev_digit).count_ones();
+        self.digits_past3 += d4.count_ones();
 
         let punct = m.punct;
         let prev_punct = shl1(punct, c.punct);
-        n[5] += (punct & !prev_punct).count_ones() as u64;
-        n[6] += (punct & prev_punct).count_ones() as u64;
+        self.punct_runs += (punct & !prev_punct).count_ones();
+        self.punct_more += (punct & prev_punct).count_ones();
 
         let nl = m.newline;
-        n[7] += (nl & !shl1(nl, c.newline)).count_ones() as u64;
+        self.newline_runs += (nl & !shl1(nl, c.newline)).count_ones();
 
         let sp = m.space;
         let s2 = sp & shl1(sp, c.space);
         let s3 = s2 & shl1(s2, c.s2);
-        n[8] += (s2 & !shl1(s2, c.s2)).count_ones() as u64;
-        n[9] += s3.count_ones() as u64;
+        self.space_runs += (s2 & !shl1(s2, c.s2)).count_ones();
+        self.space_more += s3.count_ones();
 
-        n[10] += m.lead2.count_ones() as u64;
-        n[11] += m.lead3.count_ones() as u64;
-        n[12] += m.lead4.count_ones() as u64;
+        self.utf8_2 += m.lead2.count_ones();
+        self.utf8_3 += m.lead3.count_ones();
+        self.utf8_4 += m.lead4.count_ones();
 
         *c = Carry {
             letter,
@@ -181,8 +179,8 @@ impl Features {
         };
     }
 
-    /// Adds the counts of [`count_block`](Self::count_block) (in [`FEATURE_NAMES`]
-    /// order, without `texts`).
+    /// Adds per-feature counts (in [`FEATURE_NAMES`] order, without `texts`), as the
+    /// AVX-512 pass of [`super::pass`] sums them.
     pub(super) fn add_counts(&mut self, n: &Counts) {
         let f = [
             &mut self.words,
@@ -241,7 +239,7 @@ impl Features {
     }
 }
 
-/// Per-block feature counts, in [`FEATURE_NAMES`] order without `texts`.
+/// Per-feature counts, in [`FEATURE_NAMES`] order without `texts`.
 pub(super) type Counts = [u64; FEATURES - 1];
 
 /// The previous block's masks, to carry runs across the 64-byte boundary.
