@@ -165,23 +165,19 @@ esac
 TENSORZERO_PID=""
 case " $TARGETS " in *" tensorzero "*)
   mkdir -p "$WORK/tensorzero"
-  cat >"$WORK/tensorzero/tensorzero.toml" <<CONF
-[models.fast]
+  for model in "fast $FAST" "slow $SLOW"; do
+    read -r name addr <<<"$model"
+    cat <<CONF
+[models.$name]
 routing = ["mock"]
-[models.fast.providers.mock]
+[models.$name.providers.mock]
 type = "openai"
-api_base = "http://$FAST/v1/"
+api_base = "http://$addr/v1/"
 model_name = "mock-model"
 api_key_location = "none"
 
-[models.slow]
-routing = ["mock"]
-[models.slow.providers.mock]
-type = "openai"
-api_base = "http://$SLOW/v1/"
-model_name = "mock-model"
-api_key_location = "none"
 CONF
+  done >"$WORK/tensorzero/tensorzero.toml"
   cat >"$WORK/tensorzero/run.py" <<'PY'
 import signal, sys, tensorzero
 gw = tensorzero._start_http_gateway(config_file=sys.argv[1], clickhouse_url=None,
