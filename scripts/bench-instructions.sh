@@ -10,12 +10,14 @@
 #
 #   scripts/bench-instructions.sh [BIN...]      # default: ./target/release/weir
 #   MODE=plain scripts/bench-instructions.sh    # ad-hoc proxy instead of weir-full
+#   CG_DIR=DIR scripts/bench-instructions.sh    # keep each callgrind profile in DIR
 #
 # Prints one CSV line per binary: binary,mode,requests,instructions,per_request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 command -v valgrind >/dev/null || { echo "valgrind is not installed (apt-get install valgrind)" >&2; exit 1; }
+command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 MODE="${MODE:-full}"
 DUR="${DUR:-3}"
 [ $# -gt 0 ] || set -- ./target/release/weir
@@ -44,6 +46,7 @@ for bin in "$@"; do
   taskset -c 1 valgrind --tool=callgrind --callgrind-out-file="$W/cg.out" --collect-atstart=no \
     --toggle-collect='weir::conn::serve*' "$bin" "${args[@]}" --shards 1 >"$W/weir.log" 2>&1 &
   vg=$!
+  PIDS+=("$vg")
   addr="$(listen_addr "$W/weir.log" 1200)"  # valgrind starts slowly
   # First-use costs (pool connections, buffers) are part of the count: under 1% here.
   taskset -c 0 wrk -t1 -c8 -d"${DUR}s" -s scripts/wrk/chat.lua "http://$addr/v1/chat/completions" >"$W/wrk.txt" 2>&1
@@ -52,4 +55,5 @@ for bin in "$@"; do
   n="$(awk '/requests in/{print $1}' "$W/wrk.txt")"
   ir="$(grep -o 'summary: [0-9]*' "$W/cg.out" | awk '{print $2}')"
   echo "$bin,$MODE,$n,$ir,$((ir / n))"
+  if [ -n "${CG_DIR:-}" ]; then mkdir -p "$CG_DIR" && cp "$W/cg.out" "$CG_DIR/$(basename "$bin")-$MODE.$(date +%s).cg"; fi
 done

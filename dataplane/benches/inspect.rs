@@ -227,6 +227,14 @@ fn benches(c: &mut Criterion) {
                 black_box(n)
             })
         });
+        // The byte walk that CPUs without AVX2 take, for comparison in one run.
+        g.bench_function(format!("members_scalar/{name}"), |b| {
+            b.iter(|| {
+                let mut n = 0usize;
+                weir::inspect::skim::scalar::members(black_box(body), |_, v| n += v.len());
+                black_box(n)
+            })
+        });
         g.bench_function(format!("serde/{name}"), |b| {
             b.iter(|| black_box(usage::body_facts_parsed(black_box(body))))
         });
