@@ -6,6 +6,11 @@
 #
 #   scripts/bench-generator.sh                 # 4 rounds x 8 s
 #   ROUNDS=6 DURATION=10 scripts/bench-generator.sh
+#   BEFORE=/path/to/old/weir-loadtest scripts/bench-generator.sh   # also an older build
+#
+# Each row also has the mock's CPU seconds over the round: a mock near one second per
+# second of run is saturated, and then the rps no longer tell the generators apart
+# (their CPU per request still does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -28,38 +33,53 @@ taskset -c 0 wrk -t1 -c32 -d${DURATION}s -s scripts/wrk/chat.lua $URL
 taskset -c 0 weir-loadtest run --url $URL --mode closed --connections 32 --shards 1 --duration ${DURATION}s --workload chat --max-tokens 32 --prompt hello --json FILE
 rounds: $ROUNDS, interleaved
 CMD
-echo "round,generator,rps,generator_cpu_s,requests" > "$OUT_DIR/results.csv"
+echo "round,generator,rps,generator_cpu_s,requests,mock_cpu_s" > "$OUT_DIR/results.csv"
+TCK="$(getconf CLK_TCK)"
+mock_s() { echo "scale=2; ($(proc_ticks "$MOCK") - $1) / $TCK" | bc; }
+command -v bc >/dev/null || apt-get install -y bc >/dev/null
 command -v /usr/bin/time >/dev/null || apt-get install -y time >/dev/null
 # The generator's user+system CPU seconds, from /usr/bin/time.
 TIMEF="%U %S"
+# One weir-loadtest round: BIN NAME ROUND.
+weir_round() {
+  local bin="$1" name="$2" r="$3" m0
+  m0="$(proc_ticks "$MOCK")"
+  /usr/bin/time -f "$TIMEF" -o "$WORK/t" taskset -c 0 "$bin" run \
+    --url "$URL" --mode closed --connections 32 --shards 1 --duration "${DURATION}s" \
+    --workload chat --max-tokens 32 --prompt hello \
+    --json "$OUT_DIR/raw/$name-$r.json" > "$OUT_DIR/raw/$name-$r.txt" 2>&1
+  read -r rps n < <(python3 -c "import json;j=json.load(open('$OUT_DIR/raw/$name-$r.json'));print(round(j['rps']['achieved']), j['counts']['ok'])")
+  echo "$r,$name,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n,$(mock_s "$m0")" >> "$OUT_DIR/results.csv"
+}
 for r in $(seq 1 "$ROUNDS"); do
+  m0="$(proc_ticks "$MOCK")"
   /usr/bin/time -f "$TIMEF" -o "$WORK/t" taskset -c 0 wrk -t1 -c32 -d"${DURATION}s" \
     -s scripts/wrk/chat.lua "$URL" > "$OUT_DIR/raw/wrk-$r.txt" 2>&1
   rps=$(awk '/Requests\/sec/{print $2}' "$OUT_DIR/raw/wrk-$r.txt")
   n=$(awk '/requests in/{print $1}' "$OUT_DIR/raw/wrk-$r.txt")
-  echo "$r,wrk,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n" >> "$OUT_DIR/results.csv"
-  /usr/bin/time -f "$TIMEF" -o "$WORK/t" taskset -c 0 ./target/release/weir-loadtest run \
-    --url "$URL" --mode closed --connections 32 --shards 1 --duration "${DURATION}s" \
-    --workload chat --max-tokens 32 --prompt hello \
-    --json "$OUT_DIR/raw/weir-loadtest-$r.json" > "$OUT_DIR/raw/weir-loadtest-$r.txt" 2>&1
-  read -r rps n < <(python3 -c "import json;j=json.load(open('$OUT_DIR/raw/weir-loadtest-$r.json'));print(round(j['rps']['achieved']), j['counts']['ok'])")
-  echo "$r,weir-loadtest,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n" >> "$OUT_DIR/results.csv"
+  echo "$r,wrk,$rps,$(awk '{print $1+$2}' "$WORK/t"),$n,$(mock_s "$m0")" >> "$OUT_DIR/results.csv"
+  weir_round ./target/release/weir-loadtest weir-loadtest "$r"
+  if [ -n "${BEFORE:-}" ]; then weir_round "$BEFORE" before "$r"; fi
 done
 python3 - "$OUT_DIR" <<'PY'
 import csv, statistics, sys
 d = sys.argv[1]
 rows = list(csv.DictReader(open(f"{d}/results.csv")))
-by, cpu = {}, {}
+by, cpu, mock = {}, {}, {}
 for r in rows:
-    by.setdefault(r["generator"], []).append(float(r["rps"]))
-    cpu.setdefault(r["generator"], []).append(float(r["generator_cpu_s"]) * 1e6 / float(r["requests"]))
+    g = r["generator"]
+    by.setdefault(g, []).append(float(r["rps"]))
+    cpu.setdefault(g, []).append(float(r["generator_cpu_s"]) * 1e6 / float(r["requests"]))
+    mock.setdefault(g, []).append(float(r["mock_cpu_s"]))
 wrk = statistics.median(by["wrk"]); wl = statistics.median(by["weir-loadtest"])
 pairs = [b / a for a, b in zip(by["wrk"], by["weir-loadtest"])]
+cpu_pairs = [b / a for a, b in zip(cpu["wrk"], cpu["weir-loadtest"])]
 with open(f"{d}/summary.md", "w") as f:
     f.write("# weir-loadtest vs wrk on one core (mock alone on the other)\n\n")
-    f.write("| generator | rps per round | median rps | median generator CPU µs/request |\n|---|---|---|---|\n")
-    for g in ("wrk", "weir-loadtest"):
-        f.write(f"| {g} | {', '.join(f'{x:,.0f}' for x in by[g])} | {statistics.median(by[g]):,.0f} | {statistics.median(cpu[g]):.1f} |\n")
-    f.write(f"\nweir-loadtest / wrk: median {wl / wrk:.2f}x; per round {', '.join(f'{p:.2f}' for p in pairs)}\n")
+    f.write("| generator | rps per round | median rps | median generator CPU µs/request | median mock CPU s per round |\n|---|---|---|---|---|\n")
+    for g in by:
+        f.write(f"| {g} | {', '.join(f'{x:,.0f}' for x in by[g])} | {statistics.median(by[g]):,.0f} | {statistics.median(cpu[g]):.2f} | {statistics.median(mock[g]):.2f} |\n")
+    f.write(f"\nweir-loadtest / wrk: rps median {wl / wrk:.2f}x (per round {', '.join(f'{p:.2f}' for p in pairs)}); "
+            f"CPU per request median {statistics.median(cpu_pairs):.2f}x (per round {', '.join(f'{p:.2f}' for p in cpu_pairs)})\n")
 print(open(f"{d}/summary.md").read())
 PY

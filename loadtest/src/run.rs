@@ -11,6 +11,7 @@ mod metrics;
 mod report;
 mod schedule;
 mod sse;
+mod watch;
 
 use std::{
     cell::RefCell,
@@ -30,6 +31,7 @@ use crate::dist::{Dist, Rng};
 use client::{until, Conn};
 use metrics::{ErrorKind, Metrics, StreamTrack};
 use schedule::{Schedule, Segment};
+use watch::{Expiry, Watch};
 
 /// glommio pre-registers this much memory for io_uring buffers per shard.
 const IO_MEMORY: usize = 512 * 1024;
@@ -417,6 +419,8 @@ struct Shard {
     plan: Arc<Plan>,
     metrics: RefCell<Metrics>,
     next_request: std::cell::Cell<usize>,
+    /// Deadlines of the requests in flight, swept by one task.
+    watch: Watch,
 }
 
 enum Race<T> {
@@ -442,21 +446,29 @@ impl Shard {
     ) -> Race<T> {
         let hard_end = self.plan.end + GRACE;
         let deadline = since + self.plan.timeout;
+        let alarm = if deadline < hard_end {
+            self.watch.arm(deadline, Expiry::Timeout)
+        } else {
+            self.watch.arm(hard_end, Expiry::Dropped)
+        };
         future::or(async { Race::Done(fut.await) }, async {
-            if deadline < hard_end {
-                sleep(until(deadline)).await;
-                Race::Timeout
-            } else {
-                sleep(until(hard_end)).await;
-                Race::Dropped
+            match alarm.await {
+                Expiry::Timeout => Race::Timeout,
+                Expiry::Dropped => Race::Dropped,
             }
         })
         .await
     }
 
     /// One request on `conn` (connecting first if needed), intended at
-    /// `intended`; records the outcome. Leaves `conn` set only if reusable.
-    async fn one(&self, conn: &mut Option<Conn>, intended: Instant, track: &mut StreamTrack) {
+    /// `intended`; records the outcome. Leaves `conn` set only if reusable. Returns when
+    /// it ended: the clock read that timed the last response byte, when there was one.
+    async fn one(
+        &self,
+        conn: &mut Option<Conn>,
+        intended: Instant,
+        track: &mut StreamTrack,
+    ) -> Instant {
         self.metrics.borrow_mut().sent += 1;
         let request = self.request();
         let mut outcome = Race::Done(Err(ErrorKind::Closed));
@@ -465,14 +477,23 @@ impl Shard {
         for attempt in 0..2 {
             let reused = conn.is_some();
             if conn.is_none() {
-                match self.bounded(intended, Conn::connect(self.plan.addr)).await {
-                    Race::Done(Ok(c)) => *conn = Some(c),
-                    Race::Done(Err(kind)) => return self.metrics.borrow_mut().error(kind),
-                    Race::Timeout => return self.metrics.borrow_mut().error(ErrorKind::Connect),
-                    Race::Dropped => return self.metrics.borrow_mut().error(ErrorKind::Dropped),
+                let failed = match self.bounded(intended, Conn::connect(self.plan.addr)).await {
+                    Race::Done(Ok(c)) => {
+                        *conn = Some(c);
+                        None
+                    }
+                    Race::Done(Err(kind)) => Some(kind),
+                    Race::Timeout => Some(ErrorKind::Connect),
+                    Race::Dropped => Some(ErrorKind::Dropped),
+                };
+                if let Some(kind) = failed {
+                    self.metrics.borrow_mut().error(kind);
+                    return Instant::now();
                 }
             }
-            let Some(c) = conn.as_mut() else { return };
+            let Some(c) = conn.as_mut() else {
+                return Instant::now();
+            };
             outcome = self
                 .bounded(intended, c.exchange(request, intended, track))
                 .await;
@@ -485,9 +506,15 @@ impl Shard {
             }
             *conn = None;
         }
+        let finished = match &outcome {
+            Race::Done(Ok(resp)) => resp.finished,
+            _ => Instant::now(),
+        };
         let start = self.plan.start;
-        let latency =
-            schedule::corrected_latency(intended.saturating_duration_since(start), start.elapsed());
+        let latency = schedule::corrected_latency(
+            intended.saturating_duration_since(start),
+            finished.saturating_duration_since(start),
+        );
         let mut m = self.metrics.borrow_mut();
         match outcome {
             Race::Done(Ok(resp)) => {
@@ -513,6 +540,7 @@ impl Shard {
                 *conn = None;
             }
         }
+        finished
     }
 }
 
@@ -521,16 +549,17 @@ async fn closed_worker(shard: Rc<Shard>) {
     let mut track = StreamTrack::default();
     let end = shard.plan.end;
     sleep(until(shard.plan.start)).await;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
+    let mut now = Instant::now();
+    while now < end {
         let had_conn = conn.is_some();
-        shard.one(&mut conn, now, &mut track).await;
+        // The next request is due when the last one ended: the clock read that timed
+        // its last byte serves as this one's send time (the bookkeeping in between
+        // counts toward its latency, never against it).
+        now = shard.one(&mut conn, now, &mut track).await;
         if conn.is_none() && !had_conn {
             // Connection refused: don't spin.
             sleep(Duration::from_millis(10).min(until(end))).await;
+            now = Instant::now();
         }
     }
 }
@@ -582,7 +611,18 @@ async fn shard_main(
         plan: plan.clone(),
         metrics: RefCell::new(empty),
         next_request: std::cell::Cell::new(index),
+        watch: Watch::default(),
     });
+    let sweeper = {
+        let shard = shard.clone();
+        let tick = Watch::tick(plan.timeout);
+        glommio::spawn_local(async move {
+            loop {
+                sleep(tick).await;
+                shard.watch.sweep(Instant::now());
+            }
+        })
+    };
     let ticker = progress.map(|tx| {
         let shard = shard.clone();
         glommio::spawn_local(async move {
@@ -617,6 +657,7 @@ async fn shard_main(
     if let Some(t) = ticker {
         drop(t.cancel());
     }
+    drop(sweeper.cancel());
     let m = shard.metrics.borrow().clone();
     m
 }

@@ -306,3 +306,61 @@ fn jsonl_workload_bodies_are_sent_in_turn() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains(":2: not a JSON object"));
 }
+
+/// A server that accepts connections, reads what comes and never answers; it keeps
+/// every socket open until the test ends.
+fn silent_server() -> (String, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", l.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        l.set_nonblocking(true).unwrap();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(8);
+        while std::time::Instant::now() < until {
+            match l.accept() {
+                Ok((s, _)) => held.push(s),
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            }
+        }
+    });
+    (url, h)
+}
+
+fn run_against_silence(name: &str, extra: &[&str]) -> (Value, std::time::Duration) {
+    let (url, _server) = silent_server();
+    let path = temp_json(name);
+    let mut args = vec!["--url", &url, "--connections", "2", "--json"];
+    let p = path.to_str().unwrap().to_string();
+    args.push(&p);
+    args.extend_from_slice(extra);
+    let t0 = std::time::Instant::now();
+    let out = run(&args);
+    let took = t0.elapsed();
+    assert!(!out.status.success(), "no request succeeded, so it fails");
+    let v: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&path);
+    (v, took)
+}
+
+#[test]
+fn a_request_past_its_timeout_is_counted_as_a_timeout() {
+    // 1 s of load, 300 ms timeout, 2 connections: each connection times out about three
+    // times (a timed-out connection is replaced), never later than the sweep allows.
+    let (v, took) = run_against_silence("timeout", &["--duration", "1s", "--timeout", "300ms"]);
+    assert_eq!(v["counts"]["ok"], 0, "{v}");
+    let timeouts = v["counts"]["errors_by_kind"]["timeout"].as_u64().unwrap();
+    assert!((4..=8).contains(&timeouts), "{timeouts} timeouts: {v}");
+    assert!(took < std::time::Duration::from_secs(4), "took {took:?}");
+}
+
+#[test]
+fn requests_still_in_flight_after_the_grace_are_dropped() {
+    // A 30 s timeout outlives the run: both requests end at the 2 s grace, as drops.
+    let (v, took) = run_against_silence("dropped", &["--duration", "500ms", "--timeout", "30s"]);
+    assert_eq!(v["counts"]["errors_by_kind"]["dropped"], 2, "{v}");
+    assert_eq!(v["counts"]["errors_by_kind"]["timeout"], 0, "{v}");
+    assert!(
+        took >= std::time::Duration::from_millis(2400) && took < std::time::Duration::from_secs(5),
+        "took {took:?}"
+    );
+}

@@ -39,6 +39,8 @@ pub struct Response {
     pub stream: bool,
     /// The connection can carry another request.
     pub reusable: bool,
+    /// The clock read after the read that brought the last byte.
+    pub finished: Instant,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -228,6 +230,7 @@ impl Conn {
             status,
             stream,
             reusable,
+            finished: now,
         })
     }
 }
