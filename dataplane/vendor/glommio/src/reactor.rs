@@ -847,9 +847,18 @@ impl Reactor {
         self.timers.borrow().now
     }
 
-    pub(crate) fn timer_exists(&self, id: &(Instant, u64)) -> bool {
-        let timers = self.timers.borrow();
-        timers.timers.contains_key(id)
+    /// Hands the registered timer `id` due `when` to another waker, in place (Weir
+    /// patch: a pooled stream's timer follows the task now waiting on it without a
+    /// remove and an insert). False when no such timer is registered.
+    pub(crate) fn retarget_timer(&self, id: u64, when: Instant, waker: &Waker) -> bool {
+        let mut timers = self.timers.borrow_mut();
+        match timers.timers.get_mut(&(when, id)) {
+            Some(w) => {
+                w.clone_from(waker);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Processes ready timers and extends the list of wakers to wake.
