@@ -172,6 +172,8 @@ impl Plan {
     pub(crate) fn run_scalar(&self, text: &[u8], f: &mut Features, marks: &mut Marks) {
         f.add(text);
         let (span, bits, lower) = marks.grow(self, text.len());
+        // This reference sets bits one at a time, so it clears its words first.
+        bits.fill(0);
         for (i, &c) in text.iter().enumerate() {
             if c.is_ascii_digit() || c == b':' || c == b'@' {
                 if let Some(w) = bits.get_mut(i / 64) {
@@ -331,8 +333,14 @@ fn has_avx512() -> bool {
 /// bit per text byte) and their lowered copies.
 #[derive(Debug, Default)]
 pub struct Marks {
+    /// Kept across requests, never shrunk or cleared: the pass overwrites every word
+    /// and byte of a text's span, so re-zeroing them per request (a memset of the whole
+    /// lowered body) would be wasted.
     bits: Vec<u64>,
     lower: Vec<u8>,
+    /// How much of `bits` and `lower` this request's texts use.
+    bits_used: usize,
+    lower_used: usize,
     texts: Vec<Span>,
 }
 
@@ -349,33 +357,42 @@ struct Span {
 
 impl Marks {
     pub fn clear(&mut self) {
-        self.bits.clear();
-        self.lower.clear();
+        self.bits_used = 0;
+        self.lower_used = 0;
         self.texts.clear();
     }
 
-    /// Room for a text of `len` bytes for what `plan` writes: its bitmap (zeroed) and
-    /// its lowered copy (rounded up to whole 64-byte blocks until `finish`).
+    /// Room for a text of `len` bytes for what `plan` writes: its bitmap and its
+    /// lowered copy (rounded up to whole 64-byte blocks until `finish`). Their contents
+    /// are left from earlier texts: the writer overwrites all of them.
     fn grow(&mut self, plan: &Plan, len: usize) -> (Span, &mut [u64], &mut [u8]) {
         let span = Span {
-            word: self.bits.len(),
-            byte: self.lower.len(),
+            word: self.bits_used,
+            byte: self.lower_used,
             len,
             bits: plan.bytes,
             lower: plan.lower,
         };
-        if plan.bytes {
-            self.bits.resize(span.word + len.div_ceil(64), 0);
-        }
-        if plan.lower {
-            self.lower.resize(span.byte + 64 * len.div_ceil(64), 0);
-        }
+        let words = span.word + len.div_ceil(64);
+        let bytes = span.byte + 64 * len.div_ceil(64);
         let bits = match plan.bytes {
-            true => self.bits.get_mut(span.word..).unwrap_or_default(),
+            true => {
+                if self.bits.len() < words {
+                    self.bits.resize(words, 0);
+                }
+                self.bits_used = words;
+                self.bits.get_mut(span.word..words).unwrap_or_default()
+            }
             false => &mut [],
         };
         let lower = match plan.lower {
-            true => self.lower.get_mut(span.byte..).unwrap_or_default(),
+            true => {
+                if self.lower.len() < bytes {
+                    self.lower.resize(bytes, 0);
+                }
+                self.lower_used = bytes;
+                self.lower.get_mut(span.byte..bytes).unwrap_or_default()
+            }
             false => &mut [],
         };
         (span, bits, lower)
@@ -383,7 +400,7 @@ impl Marks {
 
     fn finish(&mut self, span: Span) {
         if span.lower {
-            self.lower.truncate(span.byte + span.len);
+            self.lower_used = span.byte + span.len;
         }
         self.texts.push(span);
     }
