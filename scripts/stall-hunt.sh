@@ -29,6 +29,16 @@ for i in $(seq 1 "$N"); do
   gen=$!
   sleep 3.6
   ss -tni "( sport = :$PORT or dport = :$PORT )" >"$OUT/ss-$i.txt"
+  # The mock's threads (state, kernel wait channel) and its io_uring rings (heads,
+  # tails, overflow), to tell a lost wake-up from a busy or blocked shard.
+  for t in /proc/$MOCK/task/*; do
+    echo "$(cat "$t/comm") $(awk '{print $3}' "$t/stat") $(cat "$t/wchan" 2>/dev/null)"
+  done >"$OUT/threads-$i.txt"
+  for fd in /proc/$MOCK/fd/*; do
+    if [ "$(readlink "$fd")" = "anon_inode:[io_uring]" ]; then
+      echo "== fd ${fd##*/}"; cat "/proc/$MOCK/fdinfo/${fd##*/}"
+    fi
+  done >"$OUT/uring-$i.txt" 2>/dev/null || true
   wait "$gen" || true
   python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print(sys.argv[2], round(j['rps']['achieved']), 'dropped', j['counts']['errors_by_kind']['dropped'])" "$OUT/run-$i.json" "$i"
 done
