@@ -60,39 +60,67 @@ fn scalar_end(doc: &[u8], i: usize) -> Option<usize> {
     }
 }
 
-/// The byte-at-a-time walk: the reference, and the path without AVX2.
-pub mod scalar {
-    use super::{scalar_end, ws, MAX_DEPTH};
+/// How a walk crosses what lies between the top-level structure: strings and values.
+trait Cross {
+    /// `doc[i]` is the `"` opening a key: the index just past its closing quote.
+    fn string_end(&mut self, doc: &[u8], i: usize) -> Option<usize>;
+    /// `doc[i]` starts a value: the index just past it.
+    fn value_end(&mut self, doc: &[u8], i: usize) -> Option<usize>;
+}
 
-    /// [`super::members`], one byte at a time.
-    pub fn members<'a>(doc: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
-        let mut i = ws(doc, 0);
-        if *doc.get(i)? != b'{' {
+/// The top-level `{"key": value, ...}` walk both crossings share.
+fn walk<'a>(
+    doc: &'a [u8],
+    cross: &mut impl Cross,
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) -> Option<()> {
+    let mut i = ws(doc, 0);
+    if *doc.get(i)? != b'{' {
+        return None;
+    }
+    i = ws(doc, i + 1);
+    if *doc.get(i)? == b'}' {
+        return (ws(doc, i + 1) == doc.len()).then_some(());
+    }
+    loop {
+        if *doc.get(i)? != b'"' {
+            return None;
+        }
+        let key_end = cross.string_end(doc, i)?;
+        let key = doc.get(i + 1..key_end - 1)?;
+        i = ws(doc, key_end);
+        if *doc.get(i)? != b':' {
             return None;
         }
         i = ws(doc, i + 1);
-        if *doc.get(i)? == b'}' {
-            return (ws(doc, i + 1) == doc.len()).then_some(());
+        let value_end = cross.value_end(doc, i)?;
+        f(key, doc.get(i..value_end)?);
+        i = ws(doc, value_end);
+        match *doc.get(i)? {
+            b',' => i = ws(doc, i + 1),
+            b'}' => return (ws(doc, i + 1) == doc.len()).then_some(()),
+            _ => return None,
         }
-        loop {
-            if *doc.get(i)? != b'"' {
-                return None;
-            }
-            let key_end = skip_string(doc, i)?;
-            let key = doc.get(i + 1..key_end - 1)?;
-            i = ws(doc, key_end);
-            if *doc.get(i)? != b':' {
-                return None;
-            }
-            i = ws(doc, i + 1);
-            let value_end = skip_value(doc, i)?;
-            f(key, doc.get(i..value_end)?);
-            i = ws(doc, value_end);
-            match *doc.get(i)? {
-                b',' => i = ws(doc, i + 1),
-                b'}' => return (ws(doc, i + 1) == doc.len()).then_some(()),
-                _ => return None,
-            }
+    }
+}
+
+/// The byte-at-a-time walk: the reference, and the path without AVX2.
+pub mod scalar {
+    use super::{scalar_end, MAX_DEPTH};
+
+    /// [`super::members`], one byte at a time.
+    pub fn members<'a>(doc: &'a [u8], f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
+        super::walk(doc, &mut Bytes, f)
+    }
+
+    struct Bytes;
+
+    impl super::Cross for Bytes {
+        fn string_end(&mut self, doc: &[u8], i: usize) -> Option<usize> {
+            skip_string(doc, i)
+        }
+        fn value_end(&mut self, doc: &[u8], i: usize) -> Option<usize> {
+            skip_value(doc, i)
         }
     }
 
@@ -171,7 +199,7 @@ pub mod scalar {
 /// The bitmask walk (x86-64 with AVX2).
 #[cfg(target_arch = "x86_64")]
 pub mod fast {
-    use super::{scalar_end, ws, MAX_DEPTH};
+    use super::{scalar_end, MAX_DEPTH};
     use std::arch::x86_64::{
         __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_movemask_epi8, _mm256_or_si256,
         _mm256_set1_epi8,
@@ -182,39 +210,20 @@ pub mod fast {
     }
 
     /// [`super::members`], 64 bytes at a time. Callers check [`available`] first.
-    pub fn members<'a>(doc: &'a [u8], mut f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
-        let mut b = Blocks::new(doc);
-        let mut i = ws(doc, 0);
-        if *doc.get(i)? != b'{' {
-            return None;
+    pub fn members<'a>(doc: &'a [u8], f: impl FnMut(&'a [u8], &'a [u8])) -> Option<()> {
+        super::walk(doc, &mut Blocks::new(doc), f)
+    }
+
+    impl super::Cross for Blocks<'_> {
+        fn string_end(&mut self, _: &[u8], i: usize) -> Option<usize> {
+            Some(self.next(i + 1, Mask::Quotes)? + 1)
         }
-        i = ws(doc, i + 1);
-        if *doc.get(i)? == b'}' {
-            return (ws(doc, i + 1) == doc.len()).then_some(());
-        }
-        loop {
-            if *doc.get(i)? != b'"' {
-                return None;
-            }
-            let key_end = b.next(i + 1, Mask::Quotes)?;
-            let key = doc.get(i + 1..key_end)?;
-            i = ws(doc, key_end + 1);
-            if *doc.get(i)? != b':' {
-                return None;
-            }
-            i = ws(doc, i + 1);
-            let value_end = match *doc.get(i)? {
-                b'"' => b.next(i + 1, Mask::Quotes)? + 1,
-                b'{' | b'[' => skip_nested(&mut b, doc, i)?,
-                b',' | b'}' | b']' | b':' => return None,
-                _ => scalar_end(doc, i)?,
-            };
-            f(key, doc.get(i..value_end)?);
-            i = ws(doc, value_end);
+        fn value_end(&mut self, doc: &[u8], i: usize) -> Option<usize> {
             match *doc.get(i)? {
-                b',' => i = ws(doc, i + 1),
-                b'}' => return (ws(doc, i + 1) == doc.len()).then_some(()),
-                _ => return None,
+                b'"' => self.string_end(doc, i),
+                b'{' | b'[' => skip_nested(self, doc, i),
+                b',' | b'}' | b']' | b':' => None,
+                _ => scalar_end(doc, i),
             }
         }
     }
