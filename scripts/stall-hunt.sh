@@ -7,6 +7,9 @@
 # unread bytes (the mock's sockets: the mock; the generator's: the generator).
 #
 #   N=40 scripts/stall-hunt.sh          # writes $OUT (default /tmp/stall-hunt)
+#   TRACE=1 N=40 scripts/stall-hunt.sh  # also keeps an ftrace flight recorder of the
+#                                       # io_uring and scheduler events, frozen and saved
+#                                       # when the mock's shard is found not running
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -15,11 +18,54 @@ OUT="${OUT:-/tmp/stall-hunt}"
 mkdir -p "$OUT"
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 [ -x ./target/release/weir-loadtest ] || cargo build --release --bins -q
+T=/sys/kernel/tracing
+trace_on() {
+  echo 0 >$T/tracing_on
+  echo >$T/trace
+  echo "${TRACE_KB:-131072}" >$T/buffer_size_kb
+  echo 1 >$T/events/io_uring/enable
+  echo 1 >$T/tracing_on
+}
+trace_off() {
+  [ "${TRACE:-0}" = 1 ] || return 0
+  echo 0 >$T/tracing_on
+  echo 0 >$T/events/io_uring/enable
+  echo 0 >$T/events/sched/sched_wakeup/enable
+  echo 0 >$T/events/sched/sched_switch/enable
+  echo 0 >$T/events/syscalls/sys_enter_io_uring_enter/enable
+  echo 0 >$T/events/syscalls/sys_exit_io_uring_enter/enable
+  for c in recvfrom sendto; do
+    echo 0 >$T/events/syscalls/sys_enter_$c/enable
+    echo 0 >$T/events/syscalls/sys_exit_$c/enable
+  done
+}
+[ "${TRACE:-0}" = 1 ] && trace_on
 taskset -c 1 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$OUT/mock.log" 2>&1 &
 MOCK=$!
-trap 'kill $MOCK 2>/dev/null || true' EXIT
+trap 'kill $MOCK 2>/dev/null || true; trace_off' EXIT
 ADDR="$(listen_addr "$OUT/mock.log")"
 PORT="${ADDR#*:}"
+SHARD=""
+for t in /proc/$MOCK/task/*; do
+  if [ -z "$SHARD" ] && [ "$(cat "$t/comm")" = mock-shard-0-1 ]; then SHARD="${t##*/}"; fi
+done
+if [ "${TRACE:-0}" = 1 ]; then
+  grep io_uring_create $T/trace >"$OUT/rings.txt" || true
+  # The shard's wake-ups, switches and io_uring_enter calls; io_uring events unfiltered
+  # (a poll's wake-up runs in the sender's context).
+  echo "pid == $SHARD" >$T/events/sched/sched_wakeup/filter
+  echo "prev_pid == $SHARD || next_pid == $SHARD" >$T/events/sched/sched_switch/filter
+  echo "common_pid == $SHARD" >$T/events/syscalls/sys_enter_io_uring_enter/filter
+  echo "common_pid == $SHARD" >$T/events/syscalls/sys_exit_io_uring_enter/filter
+  for c in recvfrom sendto; do
+    echo "common_pid == $SHARD" >$T/events/syscalls/sys_enter_$c/filter
+    echo "common_pid == $SHARD" >$T/events/syscalls/sys_exit_$c/filter
+  done
+  for e in sched/sched_wakeup sched/sched_switch syscalls/sys_enter_io_uring_enter syscalls/sys_exit_io_uring_enter \
+    syscalls/sys_enter_recvfrom syscalls/sys_exit_recvfrom syscalls/sys_enter_sendto syscalls/sys_exit_sendto; do
+    echo 1 >$T/events/$e/enable
+  done
+fi
 URL="http://$ADDR/v1/chat/completions"
 for i in $(seq 1 "$N"); do
   taskset -c 0 wrk -t1 -c32 -d3s -s scripts/wrk/chat.lua "$URL" >/dev/null
@@ -27,18 +73,44 @@ for i in $(seq 1 "$N"); do
     --shards 1 --duration 4s --workload chat --max-tokens 32 --prompt hello \
     --json "$OUT/run-$i.json" >/dev/null 2>&1 &
   gen=$!
-  sleep 3.6
+  sleep 3.0
+  if [ "${TRACE:-0}" = 1 ]; then
+    # Not one run of the shard in 200 ms of a loaded round: freeze the recorder.
+    a="$(awk '{print $3}' /proc/$MOCK/task/$SHARD/schedstat)"
+    sleep 0.2
+    b="$(awk '{print $3}' /proc/$MOCK/task/$SHARD/schedstat)"
+    stalled=0
+    if [ "$a" = "$b" ]; then
+      echo 0 >$T/tracing_on
+      stalled=1
+    fi
+  fi
   ss -tni "( sport = :$PORT or dport = :$PORT )" >"$OUT/ss-$i.txt"
-  # The mock's threads (state, kernel wait channel) and its io_uring rings (heads,
-  # tails, overflow), to tell a lost wake-up from a busy or blocked shard.
-  for t in /proc/$MOCK/task/*; do
-    echo "$(cat "$t/comm") $(awk '{print $3}' "$t/stat") $(cat "$t/wchan" 2>/dev/null)"
-  done >"$OUT/threads-$i.txt"
+  # The mock's threads (state, kernel wait channel, the syscall it sleeps in with its
+  # arguments, scheduler run count) and its io_uring rings (heads, tails, polls), sampled
+  # five times 150 ms apart: a shard that never runs in between lost a kernel wake-up; one
+  # that runs and goes back to sleep without reading has a user-space bug.
+  for s in 1 2 3 4 5; do
+    echo "== sample $s $(date +%s.%N)"
+    for t in /proc/$MOCK/task/*; do
+      echo "$(cat "$t/comm") tid=${t##*/} $(awk '{print $3}' "$t/stat") $(cat "$t/wchan" 2>/dev/null)" \
+        "syscall=[$(cat "$t/syscall" 2>/dev/null)] schedstat=[$(cat "$t/schedstat" 2>/dev/null)]"
+      cat "$t/stack" 2>/dev/null | sed 's/^/    /' || true
+    done
+    sleep 0.15
+  done >"$OUT/threads-$i.txt" 2>&1
   for fd in /proc/$MOCK/fd/*; do
     if [ "$(readlink "$fd")" = "anon_inode:[io_uring]" ]; then
       echo "== fd ${fd##*/}"; cat "/proc/$MOCK/fdinfo/${fd##*/}"
     fi
   done >"$OUT/uring-$i.txt" 2>/dev/null || true
+  ss -tni "( sport = :$PORT or dport = :$PORT )" >"$OUT/ss-late-$i.txt"
+  if [ "${TRACE:-0}" = 1 ] && [ "$stalled" = 1 ]; then
+    echo "round $i: shard $SHARD did not run; saving the trace" >&2
+    tail -n "${TRACE_LINES:-400000}" $T/trace | gzip >"$OUT/trace-$i.txt.gz"
+    echo >$T/trace
+    echo 1 >$T/tracing_on
+  fi
   wait "$gen" || true
   python3 -c "import json,sys;j=json.load(open(sys.argv[1]));print(sys.argv[2], round(j['rps']['achieved']), 'dropped', j['counts']['errors_by_kind']['dropped'])" "$OUT/run-$i.json" "$i"
 done

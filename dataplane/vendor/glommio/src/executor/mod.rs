@@ -1325,7 +1325,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Weir patch: preempted before a queue ran (a latency-ring completion,
+                // such as a preempt timer, landed while installing the eventfd or in the
+                // reactor's last submit). Queues that still hold runnable tasks must
+                // not let the caller park: glommio 0.9.0 returned false here, and the
+                // executor slept with woken tasks queued until an unrelated event
+                // (seen as a mock shard holding 32 unread requests for seconds).
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1333,7 +1339,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {
