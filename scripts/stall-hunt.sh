@@ -26,18 +26,17 @@ trace_on() {
   echo 1 >$T/events/io_uring/enable
   echo 1 >$T/tracing_on
 }
+# The shard's own events: its wake-ups, its switches and the syscalls it makes
+# (TRACE_SYSCALLS; recvfrom and sendto too make each round several times slower).
+TRACE_SYSCALLS="${TRACE_SYSCALLS:-io_uring_enter recvfrom sendto}"
+shard_events() {
+  echo sched/sched_wakeup sched/sched_switch
+  for c in $TRACE_SYSCALLS; do echo syscalls/sys_enter_$c syscalls/sys_exit_$c; done
+}
 trace_off() {
   [ "${TRACE:-0}" = 1 ] || return 0
   echo 0 >$T/tracing_on
-  echo 0 >$T/events/io_uring/enable
-  echo 0 >$T/events/sched/sched_wakeup/enable
-  echo 0 >$T/events/sched/sched_switch/enable
-  echo 0 >$T/events/syscalls/sys_enter_io_uring_enter/enable
-  echo 0 >$T/events/syscalls/sys_exit_io_uring_enter/enable
-  for c in recvfrom sendto; do
-    echo 0 >$T/events/syscalls/sys_enter_$c/enable
-    echo 0 >$T/events/syscalls/sys_exit_$c/enable
-  done
+  for e in io_uring $(shard_events); do echo 0 >$T/events/$e/enable; done
 }
 [ "${TRACE:-0}" = 1 ] && trace_on
 taskset -c 1 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$OUT/mock.log" 2>&1 &
@@ -51,18 +50,15 @@ for t in /proc/$MOCK/task/*; do
 done
 if [ "${TRACE:-0}" = 1 ]; then
   grep io_uring_create $T/trace >"$OUT/rings.txt" || true
-  # The shard's wake-ups, switches and io_uring_enter calls; io_uring events unfiltered
+  # The shard's events filtered to its thread; io_uring events unfiltered
   # (a poll's wake-up runs in the sender's context).
-  echo "pid == $SHARD" >$T/events/sched/sched_wakeup/filter
-  echo "prev_pid == $SHARD || next_pid == $SHARD" >$T/events/sched/sched_switch/filter
-  echo "common_pid == $SHARD" >$T/events/syscalls/sys_enter_io_uring_enter/filter
-  echo "common_pid == $SHARD" >$T/events/syscalls/sys_exit_io_uring_enter/filter
-  for c in recvfrom sendto; do
-    echo "common_pid == $SHARD" >$T/events/syscalls/sys_enter_$c/filter
-    echo "common_pid == $SHARD" >$T/events/syscalls/sys_exit_$c/filter
-  done
-  for e in sched/sched_wakeup sched/sched_switch syscalls/sys_enter_io_uring_enter syscalls/sys_exit_io_uring_enter \
-    syscalls/sys_enter_recvfrom syscalls/sys_exit_recvfrom syscalls/sys_enter_sendto syscalls/sys_exit_sendto; do
+  for e in $(shard_events); do
+    case $e in
+      sched/sched_wakeup) f="pid == $SHARD" ;;
+      sched/sched_switch) f="prev_pid == $SHARD || next_pid == $SHARD" ;;
+      *) f="common_pid == $SHARD" ;;
+    esac
+    echo "$f" >$T/events/$e/filter
     echo 1 >$T/events/$e/enable
   done
 fi
