@@ -35,9 +35,22 @@ static inline bool sq_ring_needs_enter(struct io_uring *ring, unsigned *flags)
 	return false;
 }
 
+/*
+ * Weir patch: a ring set up with IORING_SETUP_DEFER_TASKRUN holds its completions
+ * as task work until the kernel is entered with GETEVENTS, and IORING_SQ_TASKRUN
+ * says some is pending; treat it like an overflow to flush (liburing 2.3 does the
+ * same). Rings without the flag behave as before.
+ */
+#define WEIR_SETUP_DEFER_TASKRUN	(1U << 13)
+#define WEIR_SQ_TASKRUN			(1U << 2)
+
 static inline bool cq_ring_needs_flush(struct io_uring *ring)
 {
-	return IO_URING_READ_ONCE(*ring->sq.kflags) & IORING_SQ_CQ_OVERFLOW;
+	unsigned mask = IORING_SQ_CQ_OVERFLOW;
+
+	if (ring->flags & WEIR_SETUP_DEFER_TASKRUN)
+		mask |= WEIR_SQ_TASKRUN;
+	return IO_URING_READ_ONCE(*ring->sq.kflags) & mask;
 }
 
 static int __io_uring_peek_cqe(struct io_uring *ring,
@@ -333,6 +346,9 @@ static int __io_uring_submit(struct io_uring *ring, unsigned submitted,
 	flags = 0;
 	if (sq_ring_needs_enter(ring, &flags) || wait_nr) {
 		if (wait_nr || (ring->flags & IORING_SETUP_IOPOLL))
+			flags |= IORING_ENTER_GETEVENTS;
+		/* Weir patch: run a deferred ring's pending task work in the same call. */
+		if ((ring->flags & WEIR_SETUP_DEFER_TASKRUN) && cq_ring_needs_flush(ring))
 			flags |= IORING_ENTER_GETEVENTS;
 
 		ret = __sys_io_uring_enter(ring->ring_fd, submitted, wait_nr,

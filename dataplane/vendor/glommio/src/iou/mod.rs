@@ -94,6 +94,8 @@ bitflags::bitflags! {
         const ATTACH_WQ = 1 << 5;
         const COOP_TASKRUN = 1 << 8;
         const TASKRUN_FLAG = 1 << 9;
+        const SINGLE_ISSUER = 1 << 12;
+        const DEFER_TASKRUN = 1 << 13;
     }
 }
 
@@ -145,6 +147,25 @@ impl IoUring {
         ) {
             Ok(r) => Ok(r),
             Err(_) => IoUring::new_with_flags(entries, SetupFlags::empty(), SetupFeatures::empty()),
+        }
+    }
+
+    /// Weir patch: like [`new`](Self::new), but completions wait as task work until the
+    /// owning thread enters the ring with GETEVENTS (`DEFER_TASKRUN`, which requires
+    /// `SINGLE_ISSUER`: only the creating thread may enter it). No signal-style
+    /// notification on every syscall exit, and the work runs in one batch per reactor
+    /// turn. Falls back to [`new`](Self::new) on kernels before 6.1.
+    pub fn new_deferred(entries: u32) -> io::Result<IoUring> {
+        match IoUring::new_with_flags(
+            entries,
+            SetupFlags::COOP_TASKRUN
+                | SetupFlags::TASKRUN_FLAG
+                | SetupFlags::SINGLE_ISSUER
+                | SetupFlags::DEFER_TASKRUN,
+            SetupFeatures::empty(),
+        ) {
+            Ok(r) => Ok(r),
+            Err(_) => IoUring::new(entries),
         }
     }
 
