@@ -20,6 +20,8 @@ command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"
 [ -x ./target/release/weir-loadtest ] || cargo build --release --bins -q
 T=/sys/kernel/tracing
 trace_on() {
+  # A fresh machine may not have tracefs mounted.
+  [ -e $T/tracing_on ] || mount -t tracefs nodev $T
   echo 0 >$T/tracing_on
   echo >$T/trace
   echo "${TRACE_KB:-131072}" >$T/buffer_size_kb
