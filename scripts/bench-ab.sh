@@ -21,9 +21,8 @@ PORT=$(free_port)
 nginx_proxy_conf $W/nginx "$MOCK_ADDR" "$PORT" off
 taskset -c 1 nginx -p $W/nginx -c $W/nginx/nginx.conf & NG=$!
 if [ "${FULL:-0}" = 1 ]; then
-  KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
-  weir_full_config $W/full.yaml "$MOCK_ADDR" "$(echo "$KEY" | $AFTER --hash-key | sed -n 's/^hash: //p')"
-  export WRK_AUTH="Bearer $KEY"
+  weir_full_config $W/full.yaml "$MOCK_ADDR" "$(bench_key_hash $AFTER)"
+  export WRK_AUTH="Bearer $BENCH_KEY"
   start_weir() { taskset -c 1 $1 --config $W/full.yaml --shards 1 --access-log $W/$2.jsonl --status-listen 127.0.0.1:0 >$W/$2.log 2>&1 & echo $!; }
 else
   start_weir() { taskset -c 1 $1 --upstream "http://$MOCK_ADDR" --listen 127.0.0.1:0 --shards 1 >$W/$2.log 2>&1 & echo $!; }

@@ -12,9 +12,7 @@ ROUNDS=${ROUNDS:-4}; DUR=${DUR:-6}
 W=$(mktemp -d)
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >$W/mock.log 2>&1 & MOCK=$!
 MOCK_ADDR="$(listen_addr $W/mock.log)"
-KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
-HASH="$(echo "$KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
-weir_full_config $W/full.yaml "$MOCK_ADDR" "$HASH"
+weir_full_config $W/full.yaml "$MOCK_ADDR" "$(bench_key_hash)"
 # Variants: config edits and extra args.
 sed '/limits/d;/window: /d' $W/full.yaml > $W/nolimits.yaml
 sed '/policy: standard/d' $W/full.yaml > $W/nopolicy.yaml
@@ -35,7 +33,7 @@ done
 for v in $VARIANTS; do
   URL[$v]="http://$(listen_addr $W/$v.log)/v1/chat/completions"
 done
-export WRK_AUTH="Bearer $KEY"
+export WRK_AUTH="Bearer $BENCH_KEY"
 echo "round,variant,rps,cpu_us_per_req"
 for r in $(seq 1 $ROUNDS); do
   for v in $VARIANTS; do

@@ -31,15 +31,14 @@ trap cleanup EXIT INT TERM
 taskset -c 0 ./target/release/weir-loadtest mock --listen 127.0.0.1:0 >"$W/mock.log" 2>&1 &
 PIDS+=($!)
 MOCK="$(listen_addr "$W/mock.log")"
-KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
-export WRK_AUTH="Bearer $KEY"
+export WRK_AUTH="Bearer $BENCH_KEY"
 
 echo "binary,mode,requests,instructions,per_request"
 for bin in "$@"; do
   if [ "$MODE" = plain ]; then
     args=(--upstream "http://$MOCK" --listen 127.0.0.1:0)
   else
-    weir_full_config "$W/full.yaml" "$MOCK" "$(echo "$KEY" | "$bin" --hash-key | sed -n 's/^hash: //p')"
+    weir_full_config "$W/full.yaml" "$MOCK" "$(bench_key_hash "$bin")"
     args=(--config "$W/full.yaml" --access-log "$W/access.jsonl" --status-listen 127.0.0.1:0)
   fi
   : >"$W/weir.log"

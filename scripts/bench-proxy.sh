@@ -71,9 +71,7 @@ PIDS+=($!); WEIR_PID=$!
 WEIR_ADDR="$(listen_addr "$WEIR_LOG")"
 
 # ---- weir with auth, policy, access log and metrics, one shard, on the proxy core
-BENCH_KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
-KEY_HASH="$(echo "$BENCH_KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
-weir_full_config "$WORK/weir-full.yaml" "$MOCK_ADDR" "$KEY_HASH"
+weir_full_config "$WORK/weir-full.yaml" "$MOCK_ADDR" "$(bench_key_hash)"
 FULL_LOG="$WORK/weir-full.log"
 taskset -c "$PROXY_CPU" ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
   --access-log "$WORK/access.jsonl" --status-listen 127.0.0.1:0 >"$FULL_LOG" 2>&1 &

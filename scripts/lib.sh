@@ -55,6 +55,15 @@ http {
 CONF
 }
 
+# The API key every `weir-full` benchmark request carries (wrk sends it from WRK_AUTH).
+BENCH_KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
+
+# Prints BENCH_KEY's stored hash, as `weir --hash-key` of BIN (default: the release
+# build) makes it: weir_full_config's KEY_HASH.
+bench_key_hash() {
+  echo "$BENCH_KEY" | "${1:-./target/release/weir}" --hash-key | sed -n 's/^hash: //p'
+}
+
 # Writes FILE: the `weir-full` config (an API key, consumer, consumer x model and route
 # limits set high enough never to refuse, a price table, a guard + PII policy) in front of
 # MOCK_ADDR, for the key whose stored hash is KEY_HASH.

@@ -41,14 +41,12 @@ case "$TARGET" in
     ADDR="$(listen_addr "$WORK/weir.log")"
     ;;
   weir-full)
-    KEY="wk-bench-0123456789abcdefghijklmnopqrstuv"
-    HASH="$(echo "$KEY" | ./target/release/weir --hash-key | sed -n 's/^hash: //p')"
-    weir_full_config "$WORK/weir-full.yaml" "$MOCK" "$HASH"
+    weir_full_config "$WORK/weir-full.yaml" "$MOCK" "$(bench_key_hash)"
     taskset -c 1 ./target/release/weir --config "$WORK/weir-full.yaml" --shards 1 \
       --access-log "$WORK/access.jsonl" --status-listen 127.0.0.1:0 >"$WORK/weir.log" 2>&1 &
     PIDS+=($!); PID=$!
     ADDR="$(listen_addr "$WORK/weir.log")"
-    export WRK_AUTH="Bearer $KEY"
+    export WRK_AUTH="Bearer $BENCH_KEY"
     ;;
   *) echo "unknown target $TARGET (nginx, weir, weir-full)" >&2; exit 2 ;;
 esac
