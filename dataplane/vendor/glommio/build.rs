@@ -25,6 +25,11 @@ fn main() {
     let configured_include = configure(&liburing);
 
     let src = liburing.join("src");
+    // WEIR: the cc crate prints rerun-if-env-changed lines, which turn off cargo's
+    // default "rerun when any package file changes"; without these, edits to the
+    // vendored liburing (WEIR-PATCH.md) were silently not rebuilt.
+    println!("cargo:rerun-if-changed={}", src.display());
+    println!("cargo:rerun-if-changed={}", project.join("rusturing.c").display());
 
     // liburing
     Build::new()

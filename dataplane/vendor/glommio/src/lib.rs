@@ -302,6 +302,31 @@ mod uring_sys;
 #[doc(hidden)]
 pub mod nop;
 
+/// WEIR: hooks for Weir's regression tests of the vendored io_uring patches
+/// (WEIR-PATCH.md); not an API.
+#[doc(hidden)]
+pub mod weir_test {
+    /// Sets IORING_SQ_TASKRUN on an idle DEFER_TASKRUN ring (what kernel 6.18 was seen
+    /// to leave behind with no deferred work queued), then peeks it. Returns
+    /// `Ok(None)` where the kernel refuses such a ring, `Ok(Some(found))` once the
+    /// peek returns; a liburing that loops on the flag alone never returns.
+    pub fn peek_deferred_ring_with_stale_taskrun_flag() -> std::io::Result<Option<bool>> {
+        const SETUP_DEFER_TASKRUN: u32 = 1 << 13;
+        const SQ_TASKRUN: u32 = 1 << 2;
+        let mut ring = crate::iou::IoUring::new_deferred(4)?;
+        if ring.raw().flags & SETUP_DEFER_TASKRUN == 0 {
+            return Ok(None);
+        }
+        // SAFETY: `kflags` points into the ring's shared SQ mapping, valid while
+        // `ring` lives; the kernel only ever sets or clears bits there atomically.
+        unsafe {
+            let flags = ring.raw_mut().sq.kflags;
+            std::ptr::write_volatile(flags, std::ptr::read_volatile(flags) | SQ_TASKRUN);
+        }
+        Ok(Some(ring.peek_for_cqe().is_some()))
+    }
+}
+
 /// Unwraps a Result to Poll<T>: if error returns right away.
 ///
 /// Usage is similar to `future_lite::ready!`

@@ -102,6 +102,7 @@ static int _io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_pt
 			     struct get_data *data)
 {
 	struct io_uring_cqe *cqe = NULL;
+	bool looped = false;
 	int err;
 
 	do {
@@ -115,7 +116,12 @@ static int _io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_pt
 		if (err)
 			break;
 		if (!cqe && !data->wait_nr && !data->submit) {
-			if (!cq_ring_needs_flush(ring)) {
+			/*
+			 * WEIR: once entered, stop (liburing 2.3's `looped`). The kernel may
+			 * leave IORING_SQ_TASKRUN set with no deferred work to run (seen on
+			 * 6.18), and looping on the flag alone then spins in io_uring_enter.
+			 */
+			if (looped || !cq_ring_needs_flush(ring)) {
 				err = -EAGAIN;
 				break;
 			}
@@ -143,6 +149,7 @@ static int _io_uring_get_cqe(struct io_uring *ring, struct io_uring_cqe **cqe_pt
 		data->submit -= ret;
 		if (cqe)
 			break;
+		looped = true;
 	} while (1);
 
 	*cqe_ptr = cqe;
