@@ -7,15 +7,28 @@
 //! candidate's salted digest is compared in constant time. `weir hash-key` (or the
 //! admin) makes the stored form; a consumer may hold several keys, for rotation, each
 //! with an optional expiry.
+//!
+//! Each shard remembers the keys it has verified ([`KeyCache`]) by a 128-bit SipHash
+//! under per-shard random keys, never the key itself: a repeat caller costs two short
+//! SipHashes instead of two SHA-256 runs. Only verified keys enter it, it is emptied
+//! when a new snapshot brings other consumers, and expiry is checked on every hit.
 
 use crate::config::ModelPattern;
 use crate::jwt::{looks_like_jwt, JwtConfig, JwtRefusal, JwtVerifier, VerifiedCache};
 use crate::limits::{Limit, LimitConfig, Registry};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
+
+/// Verified keys a shard remembers; past this the cache starts over.
+const KEY_CACHE_ENTRIES: usize = 4096;
+/// Tells compiled `Auth`s apart (a clone keeps its number: same keys).
+static GENERATION: AtomicU64 = AtomicU64::new(1);
 
 /// A consumer, as configured.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -121,6 +134,8 @@ struct StoredKey {
 pub struct Auth {
     pub consumers: Vec<Consumer>,
     by_lookup: HashMap<u64, Vec<StoredKey>>,
+    /// Which compilation this is, for [`KeyCache`].
+    generation: u64,
     by_name: HashMap<String, usize>,
     /// Bearer JWTs, whose consumer claim names a consumer.
     pub jwt: Option<Arc<JwtVerifier>>,
@@ -174,7 +189,10 @@ impl Auth {
         jwt: Option<&JwtConfig>,
         reg: &Registry,
     ) -> Result<Auth, (String, String)> {
-        let mut auth = Auth::default();
+        let mut auth = Auth {
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+            ..Auth::default()
+        };
         if let Some(j) = jwt {
             if cfg.is_empty() {
                 return Err((
@@ -273,6 +291,7 @@ impl Auth {
         &self,
         credential: Option<&[u8]>,
         jwt_cache: &mut VerifiedCache,
+        keys: &mut KeyCache,
         now: SystemTime,
     ) -> Result<&Consumer, Refusal> {
         if let (Some(v), Some(token)) = (
@@ -299,26 +318,93 @@ impl Auth {
                 return consumer;
             }
         }
-        self.check(credential, now).map(|(c, _)| c)
+        self.check_cached(credential, keys, now).map(|(c, _)| c)
+    }
+
+    /// [`Auth::check`], remembering verified keys in this shard's `cache`.
+    pub fn check_cached(
+        &self,
+        key: Option<&[u8]>,
+        cache: &mut KeyCache,
+        now: SystemTime,
+    ) -> Result<(&Consumer, &str), Refusal> {
+        let key = key.filter(|k| !k.is_empty()).ok_or(Refusal::Missing)?;
+        if cache.generation != self.generation {
+            cache.hits.clear();
+            cache.generation = self.generation;
+        }
+        let tag = cache.tag(key);
+        let (lookup, i) = match cache.hits.get(&tag) {
+            Some(&hit) => hit,
+            None => {
+                let hit = self.verify(key)?;
+                if cache.hits.len() >= KEY_CACHE_ENTRIES {
+                    cache.hits.clear();
+                }
+                cache.hits.insert(tag, hit);
+                hit
+            }
+        };
+        self.stored(lookup, i, now)
+    }
+
+    /// Where the stored key that `key` matches is: its lookup tag and its place there.
+    fn verify(&self, key: &[u8]) -> Result<(u64, usize), Refusal> {
+        let lookup = lookup_of(key);
+        let candidates = self.by_lookup.get(&lookup).ok_or(Refusal::Invalid)?;
+        candidates
+            .iter()
+            .position(|k| ct_eq(&salted(&k.salt, key), &k.digest))
+            .map(|i| (lookup, i))
+            .ok_or(Refusal::Invalid)
     }
 
     /// The consumer a presented key belongs to, and the key's id.
     pub fn check(&self, key: Option<&[u8]>, now: SystemTime) -> Result<(&Consumer, &str), Refusal> {
         let key = key.filter(|k| !k.is_empty()).ok_or(Refusal::Missing)?;
-        let candidates = self
+        let (lookup, i) = self.verify(key)?;
+        self.stored(lookup, i, now)
+    }
+
+    /// The consumer and id of the stored key at (`lookup`, `i`), unless it has expired.
+    fn stored(&self, lookup: u64, i: usize, now: SystemTime) -> Result<(&Consumer, &str), Refusal> {
+        let k = self
             .by_lookup
-            .get(&lookup_of(key))
+            .get(&lookup)
+            .and_then(|ks| ks.get(i))
             .ok_or(Refusal::Invalid)?;
-        for k in candidates {
-            if ct_eq(&salted(&k.salt, key), &k.digest) {
-                if k.expires.is_some_and(|t| now >= t) {
-                    return Err(Refusal::Expired);
-                }
-                let c = self.consumers.get(k.consumer).ok_or(Refusal::Invalid)?;
-                return Ok((c, &k.id));
-            }
+        if k.expires.is_some_and(|t| now >= t) {
+            return Err(Refusal::Expired);
         }
-        Err(Refusal::Invalid)
+        let c = self.consumers.get(k.consumer).ok_or(Refusal::Invalid)?;
+        Ok((c, &k.id))
+    }
+}
+
+/// One shard's verified keys: a 128-bit tag of each (two SipHash-1-3 runs under random
+/// keys that never leave the shard) to where its stored key is. A forged key would need
+/// a 128-bit collision under keys it cannot see; the keys themselves are not kept.
+pub struct KeyCache {
+    generation: u64,
+    tags: (RandomState, RandomState),
+    hits: HashMap<u128, (u64, usize), ahash::RandomState>,
+}
+
+impl Default for KeyCache {
+    fn default() -> Self {
+        KeyCache {
+            generation: 0,
+            tags: (RandomState::new(), RandomState::new()),
+            hits: HashMap::default(),
+        }
+    }
+}
+
+impl KeyCache {
+    fn tag(&self, key: &[u8]) -> u128 {
+        let a = self.tags.0.hash_one(key);
+        let b = self.tags.1.hash_one(key);
+        (u128::from(a) << 64) | u128::from(b)
     }
 }
 
@@ -485,6 +571,55 @@ mod tests {
                 .0,
             "consumers[0].group"
         );
+    }
+
+    #[test]
+    fn the_key_cache_remembers_only_verified_keys_and_still_expires_them() {
+        let soon = "2027-01-15T08:00:00Z";
+        let key = |id: &str, k: &[u8], exp: Option<&str>| KeyConfig {
+            id: id.into(),
+            hash: hash_key(k, [3; 16]),
+            expires: exp.map(String::from),
+        };
+        let auth = compile(&cfg(vec![key("a", b"sk-cache-0123456789", Some(soon))])).unwrap();
+        let before = humantime::parse_rfc3339("2027-01-15T07:59:59Z").unwrap();
+        let after = humantime::parse_rfc3339(soon).unwrap();
+        let mut cache = KeyCache::default();
+        for _ in 0..2 {
+            let (c, id) = auth
+                .check_cached(Some(b"sk-cache-0123456789"), &mut cache, before)
+                .unwrap();
+            assert_eq!((c.name.as_str(), id), ("team-a", "a"));
+        }
+        assert_eq!(cache.hits.len(), 1);
+        // A hit is still checked for expiry.
+        assert_eq!(
+            auth.check_cached(Some(b"sk-cache-0123456789"), &mut cache, after)
+                .unwrap_err(),
+            Refusal::Expired
+        );
+        // Refused keys are not remembered; a near miss is not a hit.
+        for k in [&b"sk-cache-012345678"[..], b"sk-cache-0123456789 ", b"x"] {
+            assert_eq!(
+                auth.check_cached(Some(k), &mut cache, before).unwrap_err(),
+                Refusal::Invalid
+            );
+        }
+        assert_eq!(cache.hits.len(), 1);
+        // A new config without the key: the cached verification does not outlive it.
+        let rotated = compile(&cfg(vec![key("b", b"sk-other-0123456789", None)])).unwrap();
+        assert_eq!(
+            rotated
+                .check_cached(Some(b"sk-cache-0123456789"), &mut cache, before)
+                .unwrap_err(),
+            Refusal::Invalid
+        );
+        assert!(cache.hits.is_empty());
+        // The new config's own key verifies, and is remembered afresh.
+        let (c, id) = rotated
+            .check_cached(Some(b"sk-other-0123456789"), &mut cache, before)
+            .unwrap();
+        assert_eq!((c.name.as_str(), id), ("team-a", "b"));
     }
 
     #[test]

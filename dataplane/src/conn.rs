@@ -46,14 +46,13 @@ enum NoRequest {
 }
 
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
-    let snap = shard.snapshot();
+    let mut snap = shard.snapshot();
     let peer_ip = stream
         .peer_addr()
         .map(|a| a.ip().to_string())
         .unwrap_or_default();
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(snap.timeouts.write));
-    drop(snap);
     let mut c = Conn {
         stream,
         peer_ip,
@@ -69,7 +68,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
     // The request id, reused across the connection's requests.
     let mut rid: Vec<u8> = Vec::with_capacity(64);
     loop {
-        let snap = shard.snapshot();
+        shard.refresh_snapshot(&mut snap);
         match c.read_head(&shard, &snap, &slot).await {
             Ok(()) => {}
             Err(NoRequest::Close) => return,
@@ -80,7 +79,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         }
         // The request uses the snapshot current when its head arrived, to its end (a
         // keep-alive connection may have idled across a config change).
-        let snap = shard.snapshot();
+        shard.refresh_snapshot(&mut snap);
         let mut id_buf = [0u8; 32];
         let head_start = c.start;
         let head_end = c.start + c.head.len;
@@ -111,7 +110,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         let started = Instant::now();
         if logging {
             entry.clear();
-            entry.ts_ms = unix_ms();
+            entry.ts_ms = shard.unix_ms_at(started);
             let buf = &c.rbuf[head_start..head_end];
             entry
                 .method
@@ -127,8 +126,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
             let credential = auth::credential(&c.head, &c.rbuf[head_start..head_end]);
             let identified = {
                 let mut cache = shard.jwt_cache(snap.auth.jwt.as_ref());
+                let mut keys = shard.key_cache.borrow_mut();
                 snap.auth
-                    .identify(credential, &mut cache, std::time::SystemTime::now())
+                    .identify(credential, &mut cache, &mut keys, shard.wall_time(started))
             };
             match identified {
                 Ok(consumer) => Some(consumer),
@@ -230,9 +230,12 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
     }
 }
 
-/// Records a finished request (access log, metrics).
+/// Records a finished request (access log, metrics). A proxied request's duration was
+/// set by the proxy from the clock read it settles its limits with.
 fn record(shard: &Shard, entry: &mut Entry, started: Instant, request_id: &[u8]) {
-    entry.duration_us = started.elapsed().as_micros() as u64;
+    if entry.duration_us == 0 {
+        entry.duration_us = started.elapsed().as_micros() as u64;
+    }
     shard.record(entry, request_id);
 }
 
@@ -242,12 +245,6 @@ fn log_error(shard: &Shard, entry: &mut Entry, e: &Error, started: Instant, requ
     entry.status = status;
     entry.error = code;
     record(shard, entry, started, request_id);
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
 }
 
 fn is_health_check(head: &RequestHead, buf: &[u8]) -> bool {

@@ -50,7 +50,12 @@ static EPOCH: LazyLock<Instant> = LazyLock::new(Instant::now);
 
 /// Nanoseconds on the process's monotonic clock (the buckets' time base).
 pub fn now_ns() -> u64 {
-    EPOCH.elapsed().as_nanos() as u64
+    ns_at(Instant::now())
+}
+
+/// `at` on the buckets' time base (for an instant read anyway).
+pub fn ns_at(at: Instant) -> u64 {
+    at.saturating_duration_since(*EPOCH).as_nanos() as u64
 }
 
 /// A limit as configured, on a consumer or a route.
@@ -417,19 +422,38 @@ impl Usage {
     }
 }
 
+/// A held budget's bucket: borrowed from the snapshot for a limit's one budget; shared
+/// for a per-model one (whose map keeps the buckets in use by their `strong_count`).
+/// Borrowing saves two atomic reference-count updates per budget per request.
+#[derive(Debug)]
+enum BucketRef<'s> {
+    Borrowed(&'s Bucket),
+    Shared(Arc<Bucket>),
+}
+
+impl std::ops::Deref for BucketRef<'_> {
+    type Target = Bucket;
+    fn deref(&self) -> &Bucket {
+        match self {
+            BucketRef::Borrowed(b) => b,
+            BucketRef::Shared(b) => b,
+        }
+    }
+}
+
 /// Units held in one bucket by one request.
 #[derive(Debug)]
-struct Held {
-    bucket: Arc<Bucket>,
+struct Held<'s> {
+    bucket: BucketRef<'s>,
     rate: Rate,
     unit: Unit,
     amount: u64,
     /// The end of the last take (for bounded refunds).
     end: u64,
-    label: Arc<str>,
+    label: &'s Arc<str>,
 }
 
-impl Held {
+impl Held<'_> {
     fn headroom(&self, now: u64) -> Headroom {
         Headroom {
             limit: self.rate.limit,
@@ -455,7 +479,7 @@ pub struct Denied {
 impl Denied {
     fn new(h: &Held, n: u64, why: Refused, now: u64) -> Denied {
         Denied {
-            label: Arc::clone(&h.label),
+            label: Arc::clone(h.label),
             unit: h.unit,
             limit: h.rate.limit,
             requested: n,
@@ -510,10 +534,11 @@ impl Denied {
     }
 }
 
-/// The budgets one request holds.
+/// The budgets one request holds, borrowed from the limits (the snapshot's) it was
+/// admitted by.
 #[derive(Debug, Default)]
-pub struct Reservation {
-    held: Vec<Held>,
+pub struct Reservation<'s> {
+    held: Vec<Held<'s>>,
 }
 
 /// Headers' view of one unit: the tightest budget.
@@ -524,14 +549,14 @@ pub struct Headroom {
     pub reset: Duration,
 }
 
-impl Reservation {
+impl<'s> Reservation<'s> {
     /// Takes `want` from every budget of `limits` that applies to `model`, or none.
-    pub fn admit<'l>(
-        limits: impl IntoIterator<Item = &'l Limit>,
+    pub fn admit(
+        limits: impl IntoIterator<Item = &'s Limit>,
         model: &str,
         want: Usage,
         now: u64,
-    ) -> Result<Reservation, Denied> {
+    ) -> Result<Reservation<'s>, Denied> {
         let mut r = Reservation::default();
         for l in limits {
             if !l.applies_to(model) {
@@ -539,8 +564,8 @@ impl Reservation {
             }
             for d in &l.dims {
                 let bucket = match &d.buckets {
-                    Buckets::One(b) => Arc::clone(b),
-                    Buckets::PerModel(m) => m.get(model, now),
+                    Buckets::One(b) => BucketRef::Borrowed(b),
+                    Buckets::PerModel(m) => BucketRef::Shared(m.get(model, now)),
                 };
                 let n = want.of(d.unit);
                 let mut h = Held {
@@ -549,7 +574,7 @@ impl Reservation {
                     unit: d.unit,
                     amount: n,
                     end: 0,
-                    label: Arc::clone(&l.label),
+                    label: &l.label,
                 };
                 match h.bucket.take(d.rate, n, now) {
                     Ok(end) => {

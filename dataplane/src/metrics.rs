@@ -246,24 +246,31 @@ struct ShardSlot {
     streams: AtomicI64,
 }
 
-/// A per-shard handle to its in-flight gauges.
+/// A per-shard handle to its in-flight gauges. Only the owning shard writes its slot,
+/// so a load and a store do (plain moves on x86, where `fetch_add` is a locked
+/// read-modify-write: four of them per request otherwise); scrapes only read.
 pub struct Gauges<'a> {
     slot: &'a ShardSlot,
 }
 
 impl Gauges<'_> {
     pub fn request_started(&self) {
-        self.slot.in_flight.fetch_add(1, Ordering::Relaxed);
+        bump(&self.slot.in_flight, 1);
     }
     pub fn request_ended(&self) {
-        self.slot.in_flight.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.slot.in_flight, -1);
     }
     pub fn stream_started(&self) {
-        self.slot.streams.fetch_add(1, Ordering::Relaxed);
+        bump(&self.slot.streams, 1);
     }
     pub fn stream_ended(&self) {
-        self.slot.streams.fetch_sub(1, Ordering::Relaxed);
+        bump(&self.slot.streams, -1);
     }
+}
+
+/// Adds `by` to a gauge that only the calling shard writes.
+fn bump(gauge: &AtomicI64, by: i64) {
+    gauge.store(gauge.load(Ordering::Relaxed) + by, Ordering::Relaxed);
 }
 
 impl Registry {

@@ -33,7 +33,7 @@ use crate::http::{is_hop_by_hop, listed_in_connection, push_decimal, Header};
 use crate::inspect::pass::Marks;
 use crate::inspect::pii::Verdict;
 use crate::inspect::request::{raw_string_end, Scanner, TextKind};
-use crate::limits::{now_ns, Reservation, Usage};
+use crate::limits::{now_ns, ns_at, Reservation, Usage};
 use crate::pricing::{Price, Tokens};
 use crate::shard::{ConnSlot, Shard};
 use crate::tap::{Flow, Meter, Plan, Tap};
@@ -153,11 +153,14 @@ pub async fn handle(
             g.stream_ended();
         }
     }
+    // One clock read for the end: the limits settle at it, the access log's duration.
+    let ended = Instant::now();
+    entry.duration_us = ended.saturating_duration_since(req.started).as_micros() as u64;
     tap.fill(entry);
     shard.give_vec(tap.take_json_buffer());
     let tokens = used_tokens(entry);
     if let Some(m) = tap.take_meter() {
-        settle(m, tokens, tap.quota_cut(), price);
+        settle(m, tokens, tap.quota_cut(), price, ns_at(ended));
     }
     if let Some(p) = price.filter(|_| shard.observing()) {
         entry.cost_micros = Some(p.cost(tokens));
@@ -193,7 +196,7 @@ fn used_tokens(e: &Entry) -> Tokens {
 
 /// Replaces the request's reservation by its real usage. A stream cut for quota is
 /// charged what it delivered (the scanner may have counted events after the cut).
-fn settle(m: Meter, mut t: Tokens, cut: bool, price: Option<Price>) {
+fn settle(m: Meter, mut t: Tokens, cut: bool, price: Option<Price>, now: u64) {
     if cut {
         t.completion = m.used();
     }
@@ -204,30 +207,30 @@ fn settle(m: Meter, mut t: Tokens, cut: bool, price: Option<Price>) {
             completion: t.completion,
             cost,
         },
-        now_ns(),
+        now,
     );
 }
 
 /// The outcome of phase 1.
-struct Prepared {
+struct Prepared<'s> {
     upstream: usize,
     target: usize,
     plan: Plan,
     /// The limits' reservation, handed to the tap.
-    meter: Option<Meter>,
+    meter: Option<Meter<'s>>,
     /// The served model's price, when the price table has it.
     price: Option<Price>,
 }
 
 /// Phase 1: scan, alias, route, apply the route's policy, reserve from the limits;
 /// writes the upstream request into `scratch.out`.
-fn prepare(
+fn prepare<'s>(
     shard: &Shard,
-    snap: &Snapshot,
-    req: &Request<'_>,
+    snap: &'s Snapshot,
+    req: &Request<'s>,
     scratch: &mut Scratch,
     entry: &mut Entry,
-) -> Result<Prepared, Error> {
+) -> Result<Prepared<'s>, Error> {
     let head = req.head;
     let path = head.path(req.head_buf);
     let consumer = req.consumer;
@@ -598,11 +601,11 @@ async fn forward(
     req: &Request<'_>,
     (upstream, target): (&Upstream, &Target),
     scratch: &mut Scratch,
-    tap: &mut Tap,
+    tap: &mut Tap<'_>,
 ) -> Outcome {
     for attempt in 0..2 {
         let pooled = if attempt == 0 {
-            shard.pools.take(target.addr, &upstream.pool)
+            shard.pools.take(target.addr, &upstream.pool, req.started)
         } else {
             None
         };
@@ -653,7 +656,7 @@ async fn relay(
     upstream: &Upstream,
     reused: bool,
     scratch: &mut Scratch,
-    tap: &mut Tap,
+    tap: &mut Tap<'_>,
 ) -> (Attempt, bool) {
     let Scratch {
         io: ubuf,
@@ -955,7 +958,7 @@ async fn relay(
 }
 
 /// One rewrite step: decoded upstream bytes through the tap, framed for the client.
-fn rewrite_step(tap: &mut Tap, decoded: &[u8], chunk_out: bool, wbuf: &mut Vec<u8>) -> Flow {
+fn rewrite_step(tap: &mut Tap<'_>, decoded: &[u8], chunk_out: bool, wbuf: &mut Vec<u8>) -> Flow {
     let mut data = Vec::new();
     let flow = tap.rewrite(decoded, &mut data);
     frame(&data, chunk_out, wbuf);

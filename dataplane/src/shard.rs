@@ -3,6 +3,7 @@
 //! [`Shared`] and is read-mostly (the config snapshot through arc-swap, flags).
 
 use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
+use crate::auth::KeyCache;
 use crate::config::Snapshot;
 use crate::inspect::pass::Marks;
 use crate::inspect::pii::RedactState;
@@ -17,6 +18,7 @@ use std::os::unix::io::RawFd;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Process-wide state, shared by all shards.
 pub struct Shared {
@@ -93,6 +95,8 @@ pub struct Shard {
     /// Verified JWTs, and the verifier they were verified by (the cache is emptied
     /// when a new snapshot brings another).
     jwt_cache: RefCell<(Option<Arc<JwtVerifier>>, VerifiedCache)>,
+    /// API keys verified here (see [`KeyCache`]).
+    pub key_cache: RefCell<KeyCache>,
     /// Access-log lines not yet handed to the writer.
     log_buf: RefCell<Vec<u8>>,
     /// Metrics recorded since the last publish.
@@ -101,6 +105,10 @@ pub struct Shard {
     conns: RefCell<HashMap<u64, Rc<ConnSlot>>>,
     next_conn: Cell<u64>,
     ticks: Cell<u64>,
+    /// A monotonic instant and the wall-clock time it was read at, re-read every sweep:
+    /// wall-clock times of requests derive from their `Instant` without a second clock
+    /// read (an NTP step shows within one sweep).
+    wall: Cell<(Instant, SystemTime)>,
     request_seq: Cell<u64>,
     id_prefix: u64,
     round_robin: RefCell<Vec<usize>>,
@@ -124,12 +132,14 @@ impl Shard {
             redact_state: RefCell::new(RedactState::new()),
             marks: RefCell::new(Marks::default()),
             jwt_cache: RefCell::new((None, VerifiedCache::new())),
+            key_cache: RefCell::new(KeyCache::default()),
             log_buf: RefCell::new(Vec::new()),
             metrics: RefCell::new(Metrics::default()),
             draining: Cell::new(false),
             conns: RefCell::new(HashMap::new()),
             next_conn: Cell::new(0),
             ticks: Cell::new(0),
+            wall: Cell::new((Instant::now(), SystemTime::now())),
             request_seq: Cell::new(0),
             id_prefix: random_u64() ^ ((id as u64) << 56),
             round_robin: RefCell::new(Vec::new()),
@@ -207,6 +217,16 @@ impl Shard {
         Arc::clone(self.cache.borrow_mut().load())
     }
 
+    /// Makes `snap` the current snapshot, cloning the `Arc` only when it changed (a
+    /// connection refreshes twice per request; the clone and drop are atomic).
+    pub fn refresh_snapshot(&self, snap: &mut Arc<Snapshot>) {
+        let mut cache = self.cache.borrow_mut();
+        let current = cache.load();
+        if !Arc::ptr_eq(snap, current) {
+            *snap = Arc::clone(current);
+        }
+    }
+
     pub fn register(&self, fd: RawFd) -> (u64, Rc<ConnSlot>) {
         let id = self.next_conn.get();
         self.next_conn.set(id + 1);
@@ -240,6 +260,24 @@ impl Shard {
         }
     }
 
+    /// The wall-clock time at `at`, from the shard's anchor (no clock read).
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        let (instant, wall) = self.wall.get();
+        let t = if at >= instant {
+            wall.checked_add(at - instant)
+        } else {
+            wall.checked_sub(instant - at)
+        };
+        t.unwrap_or(wall)
+    }
+
+    /// Milliseconds since the Unix epoch at `at` (the access log's `ts_ms`).
+    pub fn unix_ms_at(&self, at: Instant) -> u64 {
+        self.wall_time(at)
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+
     /// The sweep counter: a coarse clock that costs nothing to read.
     pub fn tick(&self) -> u64 {
         self.ticks.get()
@@ -262,6 +300,7 @@ impl Shard {
             .max()
             .unwrap_or_default();
         self.pools.evict_older_than(max_idle);
+        self.wall.set((Instant::now(), SystemTime::now()));
         let now = self.ticks.get() + 1;
         self.ticks.set(now);
         for slot in self.conns.borrow().values() {

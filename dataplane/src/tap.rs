@@ -65,8 +65,8 @@ pub enum Flow {
 
 /// The limits' view of a response: the request's reservation and how many generated
 /// tokens it covers.
-pub struct Meter {
-    pub reservation: Reservation,
+pub struct Meter<'s> {
+    pub reservation: Reservation<'s>,
     /// Completion tokens the reservation covers so far.
     covered: u64,
     /// Completion tokens counted so far.
@@ -76,8 +76,8 @@ pub struct Meter {
     cut_by: Option<Arc<str>>,
 }
 
-impl Meter {
-    pub fn new(reservation: Reservation, covered: u64, price: Option<Price>) -> Meter {
+impl<'s> Meter<'s> {
+    pub fn new(reservation: Reservation<'s>, covered: u64, price: Option<Price>) -> Meter<'s> {
         Meter {
             reservation,
             covered,
@@ -109,9 +109,9 @@ impl Meter {
     }
 }
 
-pub struct Tap {
+pub struct Tap<'s> {
     mode: Mode,
-    meter: Option<Meter>,
+    meter: Option<Meter<'s>>,
     /// A budget ran out mid-stream: the stream was ended.
     quota_cut: bool,
     plan: Plan,
@@ -174,9 +174,9 @@ impl Redactor {
     }
 }
 
-impl Tap {
+impl<'s> Tap<'s> {
     /// `json` is an empty buffer to reuse for a JSON answer that must be read whole.
-    pub fn new(plan: Plan, started: Instant, json: Vec<u8>) -> Tap {
+    pub fn new(plan: Plan, started: Instant, json: Vec<u8>) -> Tap<'s> {
         Tap {
             mode: Mode::Off,
             meter: None,
@@ -198,12 +198,12 @@ impl Tap {
     }
 
     /// Hands the request's limit reservation to the tap (streams are metered).
-    pub fn set_meter(&mut self, m: Meter) {
+    pub fn set_meter(&mut self, m: Meter<'s>) {
         self.meter = Some(m);
     }
 
     /// The reservation back, to settle it.
-    pub fn take_meter(&mut self) -> Option<Meter> {
+    pub fn take_meter(&mut self) -> Option<Meter<'s>> {
         self.meter.take()
     }
 

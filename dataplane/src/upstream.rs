@@ -28,11 +28,11 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// A pooled connection to `addr`, if a usable one is idle.
-    pub fn take(&self, addr: SocketAddr, cfg: &PoolConfig) -> Option<TcpStream> {
+    /// A pooled connection to `addr`, if a usable one is idle; `now` is a recent instant
+    /// (the request's start: ages are then under-counted by microseconds).
+    pub fn take(&self, addr: SocketAddr, cfg: &PoolConfig, now: Instant) -> Option<TcpStream> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
-        let now = Instant::now();
         while let Some(idle) = list.pop() {
             let age = now.saturating_duration_since(idle.since);
             if age > cfg.idle_timeout {
