@@ -114,20 +114,24 @@ pid_for() {
 } > "$OUT_DIR/commands.txt"
 
 CLK_TCK="$(getconf CLK_TCK)"
-echo "round,scenario,target,rps,p50_ms,p99_ms,requests,proxy_cpu_s,mock_cpu_s" > "$OUT_DIR/results.csv"
+# steal_s: time the hypervisor took from this VM's vCPUs during the run (both CPUs,
+# /proc/stat): a round with a large one measured the host, not the proxy.
+steal_ticks() { awk '/^cpu[0-9]/ {s += $9} END {print s + 0}' /proc/stat; }
+echo "round,scenario,target,rps,p50_ms,p99_ms,requests,proxy_cpu_s,mock_cpu_s,steal_s" > "$OUT_DIR/results.csv"
 for round in $(seq 1 "$ROUNDS"); do
   for scenario in $SCENARIOS; do
     for target in $TARGETS; do
       url="$(url_for "$target")"
       raw="$OUT_DIR/raw/$scenario-$target-r$round.txt"
       pid="$(pid_for "$target")"
-      before="$(proc_ticks "$pid")"; mock_before="$(proc_ticks "$MOCK_PID")"
+      before="$(proc_ticks "$pid")"; mock_before="$(proc_ticks "$MOCK_PID")"; steal_before="$(steal_ticks)"
       taskset -c "$LOAD_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency \
         -s "scripts/wrk/$scenario.lua" "$url" > "$raw" 2>&1 || true
-      after="$(proc_ticks "$pid")"; mock_after="$(proc_ticks "$MOCK_PID")"
-      python3 - "$raw" "$round" "$scenario" "$target" "$before" "$after" "$mock_before" "$mock_after" "$CLK_TCK" >> "$OUT_DIR/results.csv" <<'PY'
+      after="$(proc_ticks "$pid")"; mock_after="$(proc_ticks "$MOCK_PID")"; steal_after="$(steal_ticks)"
+      python3 - "$raw" "$round" "$scenario" "$target" "$before" "$after" "$mock_before" "$mock_after" "$CLK_TCK" \
+        "$((steal_after - steal_before))" >> "$OUT_DIR/results.csv" <<'PY'
 import re, sys
-raw, rnd, scen, tgt, b, a, mb, ma, tck = sys.argv[1:]
+raw, rnd, scen, tgt, b, a, mb, ma, tck, steal = sys.argv[1:]
 text = open(raw).read()
 def ms(v, unit):
     return float(v) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -139,7 +143,8 @@ if errs:
     print(f"WARNING {tgt} {scen}: {errs.group(1)} non-2xx", file=sys.stderr)
 cpu = (int(a) - int(b)) / int(tck)
 mcpu = (int(ma) - int(mb)) / int(tck)
-print(f"{rnd},{scen},{tgt},{rps:.0f},{p.get('50',0):.3f},{p.get('99',0):.3f},{reqs},{cpu:.2f},{mcpu:.2f}")
+print(f"{rnd},{scen},{tgt},{rps:.0f},{p.get('50',0):.3f},{p.get('99',0):.3f},{reqs},{cpu:.2f},{mcpu:.2f},"
+      f"{int(steal) / int(tck):.2f}")
 PY
       tail -1 "$OUT_DIR/results.csv"
       sleep 1
@@ -159,11 +164,13 @@ def med(rs, k):
     return statistics.median(float(r[k]) for r in rs)
 lines = ["# Proxy benchmark summary", "",
          "Medians over rounds (spread = min–max). CPU/request: the proxy's process tree",
-         "utime+stime over the run divided by the requests served (for `direct`: the mock's).", ""]
+         "utime+stime over the run divided by the requests served (for `direct`: the mock's).",
+         "Per round: the median over rounds of the target's rps divided by nginx's in the",
+         "same round (robust to the VM drifting between rounds; spread = min–max).", ""]
 for scen in sorted({k[0] for k in cells}):
     lines += [f"## {scen}", "",
-              "| target | rps (spread) | p50 ms | p99 ms | added p99 vs direct | CPU µs/request | rps vs nginx | CPU vs nginx |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| target | rps (spread) | p50 ms | p99 ms | added p99 vs direct | CPU µs/request | rps vs nginx | CPU vs nginx | rps vs nginx per round |",
+              "|---|---|---|---|---|---|---|---|---|"]
     d = cells.get((scen, "direct"))
     n = cells.get((scen, "nginx"))
     for tgt in ["direct", "nginx", "weir", "weir-full"]:
@@ -176,8 +183,12 @@ for scen in sorted({k[0] for k in cells}):
         vs = f"{rps / med(n, 'rps'):.2f}×" if n and tgt != "direct" else "—"
         ncpu = statistics.median(float(r["proxy_cpu_s"]) * 1e6 / max(1, int(r["requests"])) for r in n) if n else None
         cvs = f"{cpu_us / ncpu:.2f}×" if ncpu and tgt != "direct" else "—"
+        nr = {r["round"]: float(r["rps"]) for r in n} if n else {}
+        ratios = [float(r["rps"]) / nr[r["round"]] for r in rs if nr.get(r["round"])]
+        per = (f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
+               if ratios and tgt not in ("direct", "nginx") else "—")
         lines.append(f"| {tgt} | {rps:,.0f} ({lo:,.0f}–{hi:,.0f}) | {med(rs,'p50_ms'):.3f} | {med(rs,'p99_ms'):.3f} | "
-                     f"{'—' if tgt=='direct' else f'{added:+.3f}'} | {cpu_us:.1f} | {vs} | {cvs} |")
+                     f"{'—' if tgt=='direct' else f'{added:+.3f}'} | {cpu_us:.1f} | {vs} | {cvs} | {per} |")
     lines.append("")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
