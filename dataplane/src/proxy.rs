@@ -605,7 +605,7 @@ async fn forward(
 ) -> Outcome {
     for attempt in 0..2 {
         let pooled = if attempt == 0 {
-            shard.pools.take(target.addr, &upstream.pool, req.started)
+            shard.pools.take(target.addr, &upstream.pool)
         } else {
             None
         };

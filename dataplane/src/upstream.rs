@@ -28,11 +28,13 @@ pub struct Pools {
 }
 
 impl Pools {
-    /// A pooled connection to `addr`, if a usable one is idle; `now` is a recent instant
-    /// (the request's start: ages are then under-counted by microseconds).
-    pub fn take(&self, addr: SocketAddr, cfg: &PoolConfig, now: Instant) -> Option<TcpStream> {
+    /// A pooled connection to `addr`, if a usable one is idle. (Its own clock read: the
+    /// request's start can be long past after a slow upload, which would make an idle
+    /// connection look younger than it is.)
+    pub fn take(&self, addr: SocketAddr, cfg: &PoolConfig) -> Option<TcpStream> {
         let mut map = self.idle.borrow_mut();
         let list = map.get_mut(&addr)?;
+        let now = Instant::now();
         while let Some(idle) = list.pop() {
             let age = now.saturating_duration_since(idle.since);
             if age > cfg.idle_timeout {
