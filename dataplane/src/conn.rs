@@ -204,6 +204,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 let keep = c.head.keep_alive && !e.closes_connection() && !shard.draining.get();
                 let sent = c.reply_error(&e, request_id, !keep).await;
                 if logging {
+                    // The error answer was written after the proxy's end: count it in.
+                    entry.duration_us = 0;
                     log_error(&shard, &mut entry, &e, started, request_id);
                 }
                 if !sent {
