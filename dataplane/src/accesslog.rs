@@ -19,10 +19,13 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-/// Batches queued to the writer before shards start dropping.
-const QUEUE: usize = 256;
-/// A shard hands its buffer over once it holds this much.
-pub const FLUSH_BYTES: usize = 64 * 1024;
+/// Batches queued to the writer before shards start dropping (16 MB in all).
+const QUEUE: usize = 64;
+/// A shard hands its buffer over once it holds this much. 256 KB rather than 64: the
+/// writer thread's share of weir-full's CPU fell from 3.4-4.6% to 2.0-2.1% in `perf`
+/// (fewer, longer writes; bench-results/2026-12-03-full-cuts/accesslog-batch.md). Lines
+/// still leave within a maintenance tick (50 ms) when traffic is light.
+pub const FLUSH_BYTES: usize = 256 * 1024;
 
 /// Where usage figures came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
