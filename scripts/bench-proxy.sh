@@ -188,7 +188,7 @@ for scen in sorted({k[0] for k in cells}):
         per = (f"{statistics.median(ratios):.2f}× ({min(ratios):.2f}–{max(ratios):.2f})"
                if ratios and tgt not in ("direct", "nginx") else "—")
         lines.append(f"| {tgt} | {rps:,.0f} ({lo:,.0f}–{hi:,.0f}) | {med(rs,'p50_ms'):.3f} | {med(rs,'p99_ms'):.3f} | "
-                     f"{'—' if tgt=='direct' else f'{added:+.3f}'} | {cpu_us:.1f} | {vs} | {cvs} | {per} |")
+                     f"{'—' if tgt=='direct' or not d else f'{added:+.3f}'} | {cpu_us:.1f} | {vs} | {cvs} | {per} |")
     lines.append("")
 open(os.path.join(out, "summary.md"), "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
