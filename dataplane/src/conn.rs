@@ -194,8 +194,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
         c.response = scratch.response;
         let keep_alive = match outcome {
             Outcome::Done { keep_alive } => {
+                // The proxy set the duration, from its end-of-request clock read.
                 if logging {
-                    record(&shard, &mut entry, started, request_id);
+                    shard.record(&entry, request_id);
                 }
                 keep_alive
             }
@@ -204,8 +205,6 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 let keep = c.head.keep_alive && !e.closes_connection() && !shard.draining.get();
                 let sent = c.reply_error(&e, request_id, !keep).await;
                 if logging {
-                    // The error answer was written after the proxy's end: count it in.
-                    entry.duration_us = 0;
                     log_error(&shard, &mut entry, &e, started, request_id);
                 }
                 if !sent {
@@ -217,7 +216,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
                 tracing::debug!(error = %e, "response aborted");
                 if logging {
                     entry.error = e.http().2;
-                    record(&shard, &mut entry, started, request_id);
+                    shard.record(&entry, request_id);
                 }
                 return;
             }
@@ -232,21 +231,14 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, slot: Rc<ConnSlot>) {
     }
 }
 
-/// Records a finished request (access log, metrics). A proxied request's duration was
-/// set by the proxy from the clock read it settles its limits with.
-fn record(shard: &Shard, entry: &mut Entry, started: Instant, request_id: &[u8]) {
-    if entry.duration_us == 0 {
-        entry.duration_us = started.elapsed().as_micros() as u64;
-    }
-    shard.record(entry, request_id);
-}
-
-/// Records a request that Weir answered with an error.
+/// Records a request that Weir answered with an error (access log, metrics); its
+/// duration runs to the end of the error answer.
 fn log_error(shard: &Shard, entry: &mut Entry, e: &Error, started: Instant, request_id: &[u8]) {
     let (status, _, code) = e.http();
     entry.status = status;
     entry.error = code;
-    record(shard, entry, started, request_id);
+    entry.duration_us = started.elapsed().as_micros() as u64;
+    shard.record(entry, request_id);
 }
 
 fn is_health_check(head: &RequestHead, buf: &[u8]) -> bool {
