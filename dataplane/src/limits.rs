@@ -124,17 +124,25 @@ impl Rate {
     /// 128-bit division is a libcall several times slower, and a request makes a dozen
     /// of these), else in 128.
     fn span(self, n: u64) -> u64 {
-        if let Some(p) = n.checked_mul(self.window_ns) {
-            return p.div_ceil(self.limit);
+        match n.checked_mul(self.window_ns) {
+            Some(p) => p.div_ceil(self.limit),
+            None => self.span_wide(n),
         }
+    }
+
+    fn span_wide(self, n: u64) -> u64 {
         let ns = (u128::from(n) * u128::from(self.window_ns)).div_ceil(u128::from(self.limit));
         u64::try_from(ns).unwrap_or(u64::MAX)
     }
 
     fn units(self, ns: u64) -> u64 {
-        if let Some(p) = ns.checked_mul(self.limit) {
-            return p / self.window_ns;
+        match ns.checked_mul(self.limit) {
+            Some(p) => p / self.window_ns,
+            None => self.units_wide(ns),
         }
+    }
+
+    fn units_wide(self, ns: u64) -> u64 {
         let u = u128::from(ns) * u128::from(self.limit) / u128::from(self.window_ns);
         u64::try_from(u).unwrap_or(u64::MAX)
     }
@@ -765,14 +773,6 @@ mod tests {
 
     #[test]
     fn spans_and_units_match_128_bit_math_on_both_sides_of_the_fast_path() {
-        let wide_span = |r: Rate, n: u64| {
-            let ns = (u128::from(n) * u128::from(r.window_ns)).div_ceil(u128::from(r.limit));
-            u64::try_from(ns).unwrap_or(u64::MAX)
-        };
-        let wide_units = |r: Rate, ns: u64| {
-            let u = u128::from(ns) * u128::from(r.limit) / u128::from(r.window_ns);
-            u64::try_from(u).unwrap_or(u64::MAX)
-        };
         let limits = [
             1,
             3,
@@ -789,8 +789,8 @@ mod tests {
             for window_ns in windows {
                 let r = Rate { limit, window_ns };
                 for n in ns {
-                    assert_eq!(r.span(n), wide_span(r, n), "span {r:?} {n}");
-                    assert_eq!(r.units(n), wide_units(r, n), "units {r:?} {n}");
+                    assert_eq!(r.span(n), r.span_wide(n), "span {r:?} {n}");
+                    assert_eq!(r.units(n), r.units_wide(n), "units {r:?} {n}");
                 }
             }
         }
