@@ -311,17 +311,16 @@ pub mod weir_test {
     /// `Ok(None)` where the kernel refuses such a ring, `Ok(Some(found))` once the
     /// peek returns; a liburing that loops on the flag alone never returns.
     pub fn peek_deferred_ring_with_stale_taskrun_flag() -> std::io::Result<Option<bool>> {
-        const SETUP_DEFER_TASKRUN: u32 = 1 << 13;
-        const SQ_TASKRUN: u32 = 1 << 2;
         let mut ring = crate::iou::IoUring::new_deferred(4)?;
-        if ring.raw().flags & SETUP_DEFER_TASKRUN == 0 {
+        if ring.raw().flags & crate::iou::SetupFlags::DEFER_TASKRUN.bits() == 0 {
             return Ok(None);
         }
         // SAFETY: `kflags` points into the ring's shared SQ mapping, valid while
         // `ring` lives; the kernel only ever sets or clears bits there atomically.
         unsafe {
             let flags = ring.raw_mut().sq.kflags;
-            std::ptr::write_volatile(flags, std::ptr::read_volatile(flags) | SQ_TASKRUN);
+            let taskrun = crate::uring_sys::IORING_SQ_TASKRUN;
+            std::ptr::write_volatile(flags, std::ptr::read_volatile(flags) | taskrun);
         }
         Ok(Some(ring.peek_for_cqe().is_some()))
     }
