@@ -321,7 +321,8 @@ impl Auth {
         self.check_cached(credential, keys, now).map(|(c, _)| c)
     }
 
-    /// [`Auth::check`], remembering verified keys in this shard's `cache`.
+    /// The consumer a presented key belongs to, and the key's id; keys verified once are
+    /// remembered in this shard's `cache`.
     pub fn check_cached(
         &self,
         key: Option<&[u8]>,
@@ -357,13 +358,6 @@ impl Auth {
             .position(|k| ct_eq(&salted(&k.salt, key), &k.digest))
             .map(|i| (lookup, i))
             .ok_or(Refusal::Invalid)
-    }
-
-    /// The consumer a presented key belongs to, and the key's id.
-    pub fn check(&self, key: Option<&[u8]>, now: SystemTime) -> Result<(&Consumer, &str), Refusal> {
-        let key = key.filter(|k| !k.is_empty()).ok_or(Refusal::Missing)?;
-        let (lookup, i) = self.verify(key)?;
-        self.stored(lookup, i, now)
     }
 
     /// The consumer and id of the stored key at (`lookup`, `i`), unless it has expired.
@@ -638,18 +632,20 @@ mod tests {
             },
         ]))
         .unwrap();
-        let (c, id) = auth.check(Some(b"sk-new-0123456789"), now).unwrap();
+        let mut keys = KeyCache::default();
+        let mut check = |k: Option<&[u8]>| auth.check_cached(k, &mut keys, now);
+        let (c, id) = check(Some(b"sk-new-0123456789")).unwrap();
         assert_eq!((c.name.as_str(), id), ("team-a", "new"));
         assert_eq!(
-            auth.check(Some(b"sk-old-0123456789"), now).unwrap_err(),
+            check(Some(b"sk-old-0123456789")).unwrap_err(),
             Refusal::Expired
         );
         assert_eq!(
-            auth.check(Some(b"sk-new-012345678"), now).unwrap_err(),
+            check(Some(b"sk-new-012345678")).unwrap_err(),
             Refusal::Invalid
         );
-        assert_eq!(auth.check(None, now).unwrap_err(), Refusal::Missing);
-        assert_eq!(auth.check(Some(b""), now).unwrap_err(), Refusal::Missing);
+        assert_eq!(check(None).unwrap_err(), Refusal::Missing);
+        assert_eq!(check(Some(b"")).unwrap_err(), Refusal::Missing);
         assert!(c.may_use_model("gpt-4o-mini") && !c.may_use_model("llama"));
         // The stored form holds no key material in clear.
         let h = hash_key(b"sk-new-0123456789", [2; 16]);
