@@ -6,6 +6,8 @@
 #   scripts/profile-proxy.sh weir-full            # or weir, nginx; chat or chat-stream:
 #   SCENARIO=chat-stream DURATION=6 scripts/profile-proxy.sh weir
 #   OUT=/tmp/prof scripts/profile-proxy.sh weir   # keeps perf.data and the reports there
+#   CALLGRAPH="--call-graph dwarf,16384" DURATION=2 scripts/profile-proxy.sh weir-full
+#                          # callers through libc (memcpy, clock_gettime), which has no frame pointers
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -14,6 +16,7 @@ SCENARIO="${SCENARIO:-chat}"
 DURATION="${DURATION:-5}"
 CONNS="${CONNS:-32}"
 OUT="${OUT:-/tmp/profile-$TARGET-$SCENARIO}"
+CALLGRAPH="${CALLGRAPH:--g}"
 command -v perf >/dev/null || { echo "perf is not installed (apt-get install linux-perf)" >&2; exit 1; }
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)" >&2; exit 1; }
 cargo build --release --bins -q
@@ -57,7 +60,7 @@ taskset -c 0 wrk -t1 -c"$CONNS" -d"$((DURATION + 2))s" -s "scripts/wrk/$SCENARIO
 WRK=$!
 sleep 1
 PIDLIST="$PID$( (pgrep -P "$PID" || true) | sed 's/^/,/' | tr -d '\n')"   # nginx: master and worker
-perf record -q -e cpu-clock -g -F 4999 --pid "$PIDLIST" -o "$OUT/perf.data" -- sleep "$DURATION" 2>/dev/null
+perf record -q -e cpu-clock $CALLGRAPH -F 4999 --pid "$PIDLIST" -o "$OUT/perf.data" -- sleep "$DURATION" 2>/dev/null
 wait "$WRK"
 perf report -i "$OUT/perf.data" --no-children --sort dso -q --stdio -g none >"$OUT/dso.txt" 2>/dev/null
 perf report -i "$OUT/perf.data" --no-children --sort sym -q --stdio -g none >"$OUT/sym.txt" 2>/dev/null

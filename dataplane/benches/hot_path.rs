@@ -1,14 +1,17 @@
 //! Criterion benches for the per-request CPU work outside the kernel: parsing the request
 //! head, scanning the JSON body, parsing the upstream response head, and walking a
-//! chunked SSE body, and a limit reservation (admit, then settle). Run: `cargo bench -p weir-dataplane --bench hot_path`.
+//! chunked SSE body, a limit reservation (admit, then settle), the `x-ratelimit-*`
+//! headers and one access-log line. Run: `cargo bench -p weir-dataplane --bench hot_path`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use std::time::Duration;
+use weir::accesslog::{Entry, Source};
 use weir::http::chunked::ChunkedDecoder;
 use weir::http::request::{self, HeadLimits, RequestHead};
 use weir::http::response::{self, ResponseHead};
 use weir::inspect::request::Scanner;
-use weir::limits::{now_ns, LimitConfig, Registry, Reservation, Usage};
+use weir::limits::{now_ns, write_headroom, Headroom, LimitConfig, Registry, Reservation, Usage};
 
 const HEAD: &[u8] = b"POST /v1/chat/completions HTTP/1.1\r\nHost: gateway.internal:8080\r\nUser-Agent: OpenAI/Python 1.54.0\r\nAccept: application/json\r\nContent-Type: application/json\r\nAuthorization: Bearer sk-test-0123456789abcdef\r\nX-Stainless-Lang: python\r\nX-Stainless-Package-Version: 1.54.0\r\nContent-Length: 4096\r\n\r\n";
 
@@ -110,6 +113,54 @@ fn benches(c: &mut Criterion) {
             let now = now_ns();
             let r = Reservation::admit(&limits, black_box("gpt-4o"), want, now).unwrap();
             r.settle(used, now);
+        })
+    });
+    let h = Headroom {
+        limit: 100_000_000,
+        remaining: 99_999_999,
+        reset: Duration::from_millis(0),
+    };
+    let mut out = Vec::with_capacity(1024);
+    c.bench_function("limits/write_headroom_2_units", |b| {
+        b.iter(|| {
+            out.clear();
+            write_headroom("requests", black_box(h), &mut out);
+            write_headroom("tokens", black_box(h), &mut out);
+            black_box(&out);
+        })
+    });
+    // The line weir-full writes per request in scripts/bench-proxy.sh.
+    let mut e = Entry {
+        ts_ms: 1_796_304_258_409,
+        status: 200,
+        duration_us: 2457,
+        ttfb_us: Some(2414),
+        prompt_estimate: Some(7),
+        prompt_tokens: Some(2),
+        prompt_source: Source::Upstream,
+        completion_tokens: Some(32),
+        completion_source: Source::Upstream,
+        cost_micros: Some(325),
+        ..Entry::default()
+    };
+    for (f, v) in [
+        (&mut e.method, "POST"),
+        (&mut e.path, "/v1/chat/completions"),
+        (&mut e.route, "chat"),
+        (&mut e.consumer, "bench"),
+        (&mut e.model, "m"),
+        (&mut e.upstream_model, "m"),
+        (&mut e.upstream, "mock"),
+        (&mut e.target, "127.0.0.1:55915"),
+    ] {
+        f.push_str(v);
+    }
+    let mut line = Vec::with_capacity(1024);
+    c.bench_function("accesslog/write_line", |b| {
+        b.iter(|| {
+            line.clear();
+            black_box(&e).write_line(b"869ca923aa0f6a0c0000000000000001", 0, &mut line);
+            black_box(&line);
         })
     });
 }

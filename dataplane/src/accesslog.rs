@@ -317,10 +317,13 @@ fn open(p: &PathBuf) -> std::io::Result<File> {
 }
 
 fn writer(rx: Receiver<Msg>, target: LogTarget, mut file: Option<File>, dropped: Arc<AtomicU64>) {
-    let mut size = file
-        .as_ref()
-        .and_then(|f| f.metadata().ok())
-        .map_or(0, |m| m.len());
+    let meta = file.as_ref().and_then(|f| f.metadata().ok());
+    let mut size = meta.as_ref().map_or(0, |m| m.len());
+    // Only a regular file is rotated: renaming `/dev/null` or a FIFO that an operator
+    // pointed the log at would move the device node away and leave a regular file
+    // growing in its place (it did: `--access-log /dev/null` replaced the machine's
+    // /dev/null after 256 MiB).
+    let rotates = target.max_bytes > 0 && meta.is_some_and(|m| m.file_type().is_file());
     let mut reported = 0;
     for msg in rx {
         let batch = match msg {
@@ -342,10 +345,7 @@ fn writer(rx: Receiver<Msg>, target: LogTarget, mut file: Option<File>, dropped:
             tracing::warn!(error = %e, "access log write failed");
         }
         size += batch.len() as u64;
-        if let (Some(path), true) = (
-            &target.path,
-            target.max_bytes > 0 && size >= target.max_bytes,
-        ) {
+        if let (Some(path), true) = (&target.path, rotates && size >= target.max_bytes) {
             let mut old = path.clone().into_os_string();
             old.push(".1");
             match std::fs::rename(path, &old).and_then(|()| open(path)) {
@@ -404,5 +404,61 @@ mod tests {
         e.clear();
         assert!(e.model.is_empty() && e.model.capacity() > 0);
         assert_eq!(e.status, 0);
+    }
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("weir-accesslog-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn a_regular_file_is_rotated_by_size() {
+        let dir = temp_dir("rotate");
+        let path = dir.join("access.jsonl");
+        let log = AccessLog::start(LogTarget {
+            path: Some(path.clone()),
+            max_bytes: 10,
+        })
+        .unwrap();
+        log.send(b"{\"a\":1}\n{\"b\":2}\n".to_vec());
+        log.send(b"{\"c\":3}\n".to_vec());
+        log.sync(std::time::Duration::from_secs(5));
+        let old = std::fs::read_to_string(dir.join("access.jsonl.1")).unwrap();
+        assert_eq!(old, "{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"c\":3}\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Regression: a log pointed at a FIFO (or /dev/null) past the rotation size was
+    /// renamed to `PATH.1` and a regular file created in its place.
+    #[test]
+    fn a_fifo_is_written_and_never_rotated() {
+        use std::os::unix::fs::FileTypeExt;
+        let dir = temp_dir("fifo");
+        let path = dir.join("pipe");
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // Opening a FIFO for writing waits for a reader: open the reader first.
+        let reader = {
+            let p = path.clone();
+            std::thread::spawn(move || std::fs::read(p).unwrap())
+        };
+        let log = AccessLog::start(LogTarget {
+            path: Some(path.clone()),
+            max_bytes: 4,
+        })
+        .unwrap();
+        for i in 0..3 {
+            log.send(format!("line {i}\n").into_bytes());
+        }
+        log.sync(std::time::Duration::from_secs(5));
+        assert!(std::fs::metadata(&path).unwrap().file_type().is_fifo());
+        assert!(!dir.join("pipe.1").exists());
+        drop(log);
+        assert_eq!(reader.join().unwrap(), b"line 0\nline 1\nline 2\n");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
