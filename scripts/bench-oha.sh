@@ -40,7 +40,7 @@ taskset -c 0 oha -z ${DURATION}s -q RATE -c $CONNS --latency-correction --no-tui
 taskset -c 0 weir-loadtest run --url $URL --mode open --rate RATE --connections $CONNS --shards 1 --duration ${DURATION}s --workload chat --max-tokens 32 --prompt hello --json FILE
 rates: $RATES; rounds: $ROUNDS, interleaved
 CMD
-echo "round,rate,generator,achieved_rps,p50_ms,p90_ms,p99_ms,p99_9_ms,ok" > "$OUT_DIR/results.csv"
+echo "round,rate,generator,achieved_rps,p50_ms,p90_ms,p99_ms,p99_9_ms,ok,send_lag_p50_ms,send_lag_p99_ms" > "$OUT_DIR/results.csv"
 for r in $(seq 1 "$ROUNDS"); do
   for rate in $RATES; do
     raw="$OUT_DIR/raw/oha-$rate-r$r.json"
@@ -53,7 +53,7 @@ j = json.load(open(raw))
 p = j["latencyPercentiles"]
 ok = sum(v for k, v in j.get("statusCodeDistribution", {}).items() if k.startswith("2"))
 ms = lambda k: p[k] * 1000
-print(f"{r},{rate},oha,{j['summary']['requestsPerSec']:.1f},{ms('p50'):.3f},{ms('p90'):.3f},{ms('p99'):.3f},{ms('p99.9'):.3f},{ok}")
+print(f"{r},{rate},oha,{j['summary']['requestsPerSec']:.1f},{ms('p50'):.3f},{ms('p90'):.3f},{ms('p99'):.3f},{ms('p99.9'):.3f},{ok},,")
 PY
     raw="$OUT_DIR/raw/weir-loadtest-$rate-r$r.json"
     taskset -c 0 ./target/release/weir-loadtest run --url "$URL" --mode open --rate "$rate" \
@@ -64,7 +64,8 @@ import json, sys
 raw, r, rate = sys.argv[1:]
 j = json.load(open(raw))
 p = j["latency_ms"]["request"]
-print(f"{r},{rate},weir-loadtest,{j['rps']['achieved']:.1f},{p['p50']:.3f},{p['p90']:.3f},{p['p99']:.3f},{p['p99_9']:.3f},{j['counts']['ok']}")
+lag = j.get("send_lag_ms") or {}
+print(f"{r},{rate},weir-loadtest,{j['rps']['achieved']:.1f},{p['p50']:.3f},{p['p90']:.3f},{p['p99']:.3f},{p['p99_9']:.3f},{j['counts']['ok']},{lag.get('p50', '')},{lag.get('p99', '')}")
 PY
     tail -2 "$OUT_DIR/results.csv"
     sleep 1
@@ -85,6 +86,10 @@ for rate in dict.fromkeys(r["rate"] for r in rows):
         med[g] = {k: st.median(float(r[k]) for r in rs) for k in keys}
         lines.append(f"| {g} | " + " | ".join(f"{med[g][k]:.3f}" for k in keys) + " |")
     lines.append("| ratio | " + " | ".join(f"{med['weir-loadtest'][k] / med['oha'][k]:.2f}" for k in keys) + " |")
+    lags = [float(r["send_lag_p50_ms"]) for r in rows if r["rate"] == rate and r.get("send_lag_p50_ms")]
+    if lags:
+        lines += ["", f"weir-loadtest's send lag (its requests' departure after their intended time, "
+                  f"part of each latency above): median p50 {st.median(lags):.3f} ms."]
     lines.append("")
 open(f"{d}/summary.md", "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))

@@ -29,7 +29,7 @@ use glommio::{sync::Semaphore, timer::sleep, LocalExecutorBuilder, Placement};
 
 use crate::dist::{Dist, Rng};
 use client::{until, Conn};
-use metrics::{ErrorKind, Metrics, StreamTrack};
+use metrics::{record, ErrorKind, Metrics, StreamTrack};
 use schedule::{Schedule, Segment};
 use watch::{Expiry, Watch};
 
@@ -587,6 +587,10 @@ async fn open_dispatcher(shard: Rc<Shard>, index: usize, cap: u64) {
         let (shard, pool) = (shard.clone(), pool.clone());
         glommio::spawn_local(async move {
             let _permit = permit;
+            record(
+                &mut shard.metrics.borrow_mut().send_lag,
+                Instant::now().saturating_duration_since(intended),
+            );
             let mut conn = pool.borrow_mut().pop();
             let mut track = StreamTrack::default();
             shard.one(&mut conn, intended, &mut track).await;

@@ -79,6 +79,8 @@ fn closed_loop_chat() {
     }
     assert!(f(&lat["p50"]) <= f(&lat["p99"]));
     assert!(v["latency_ms"]["ttft"].is_null());
+    // Closed loop has no schedule to fall behind.
+    assert!(v["send_lag_ms"].is_null(), "{v}");
     assert!(v["machine"]["nproc"].as_u64().unwrap() >= 1);
     assert!(v["machine"]["kernel"].is_string());
 }
@@ -123,6 +125,38 @@ fn open_loop_chat_stream() {
     // 20 ms + 7 gaps of 5 ms.
     assert!(f(&v["latency_ms"]["request"]["p50"]) >= 55.0, "{v}");
     assert!(f(&v["latency_ms"]["tpot"]["p50"]) >= 4.0, "{v}");
+    assert_eq!(v["send_lag_ms"]["count"], v["counts"]["sent"], "{v}");
+}
+
+/// Offered 100/s through one connection to a server that takes 25 ms a request (40/s
+/// at most): requests queue for the connection, and the report says how late they
+/// left, a lag that is part of their latency.
+#[test]
+fn open_loop_reports_how_late_requests_left() {
+    let mock = Mock::start(&["--ttft-ms", "25"]);
+    let url = mock.url();
+    let v = run_json(
+        "lag",
+        &[
+            "--url",
+            &url,
+            "--duration",
+            "2s",
+            "--mode",
+            "open",
+            "--rate",
+            "100",
+            "--connections",
+            "1",
+        ],
+    );
+    let lag = &v["send_lag_ms"];
+    let lat = &v["latency_ms"]["request"];
+    // By the end of 2 s over 100 requests wait: the last ones leave seconds late.
+    assert!(f(&lag["max"]) >= 500.0, "{lag}");
+    assert!(f(&lag["p50"]) >= 100.0, "{lag}");
+    // The server answers in 25 ms: the rest of the latency is that lag.
+    assert!(f(&lat["p50"]) >= 100.0, "{lat}");
 }
 
 #[test]

@@ -98,6 +98,10 @@ pub struct Metrics {
     pub ttft: Histogram<u64>,
     pub itl: Histogram<u64>,
     pub tpot: Histogram<u64>,
+    /// Open loop: how late each request left against its intended send time (timer
+    /// wake-up, waiting for a free connection). Its p50 is part of every request's
+    /// latency; a growing tail says the generator or its core fell behind.
+    pub send_lag: Histogram<u64>,
     /// Requests sent (written, or attempted when the connect failed).
     pub sent: u64,
     /// 2xx responses.
@@ -116,6 +120,7 @@ impl Metrics {
             ttft: histogram()?,
             itl: histogram()?,
             tpot: histogram()?,
+            send_lag: histogram()?,
             sent: 0,
             ok: 0,
             streams: 0,
@@ -167,6 +172,7 @@ impl Metrics {
         let _ = self.ttft.add(&other.ttft);
         let _ = self.itl.add(&other.itl);
         let _ = self.tpot.add(&other.tpot);
+        let _ = self.send_lag.add(&other.send_lag);
         self.sent += other.sent;
         self.ok += other.ok;
         self.streams += other.streams;

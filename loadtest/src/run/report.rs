@@ -161,13 +161,19 @@ impl Report {
                 "itl": summary(&m.itl),
                 "tpot": summary(&m.tpot),
             },
+            "send_lag_ms": summary(&m.send_lag),
         })
     }
 
     fn rows(&self) -> Vec<(&'static str, &Histogram<u64>)> {
         let m = &self.metrics;
         let mut rows = vec![("request", &m.latency)];
-        for (name, h) in [("ttft", &m.ttft), ("itl", &m.itl), ("tpot", &m.tpot)] {
+        for (name, h) in [
+            ("ttft", &m.ttft),
+            ("itl", &m.itl),
+            ("tpot", &m.tpot),
+            ("send lag", &m.send_lag),
+        ] {
             if !h.is_empty() {
                 rows.push((name, h));
             }
