@@ -5,7 +5,6 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use weir::inspect::guard::{Guard, GuardConfig, GuardRule};
-use weir::inspect::literals::{Found, Literals};
 use weir::inspect::pass::{Marks, Plan};
 use weir::inspect::pii::{Action, Detector, PiiPolicy, RedactState};
 use weir::inspect::request::Scanner;
@@ -88,8 +87,6 @@ fn benches(c: &mut Criterion) {
     let mut out = String::new();
     let plan = Plan::new(Some(&det), Some(&guard));
     let mut marks = Marks::default();
-    let literals = Literals::new(Some(&guard), Some(&det)).unwrap();
-    let mut found = Found::default();
     for size in [1024usize, 4096, 1 << 20] {
         let body = chat_body(size, &prose);
         let name = match size {
@@ -139,64 +136,24 @@ fn benches(c: &mut Criterion) {
             })
         });
         // The same three with the token pass marking the PII detector's start bytes and
-        // lowering the texts for one literal search of the guard's phrases and the
-        // secret prefixes (what the gateway runs).
+        // lowering the texts for the guard (what the gateway runs).
         let mut one_pass = |scanner: &Scanner| {
             let mut f = Features::default();
             marks.clear();
             for t in scanner.texts() {
                 plan.run(scanner.text(t).as_bytes(), &mut f, &mut marks);
             }
-            found.clear();
-            for i in 0..scanner.texts().len() {
-                found.push_text(&literals, marks.lower(i));
-            }
             state.clear();
             for (i, t) in scanner.texts().iter().enumerate() {
                 let text = scanner.text(t);
-                match (found.text(i), marks.lower(i)) {
-                    (Some(hits), Some(lower)) => {
-                        black_box(guard.check_with_hits(text, lower, hits));
-                    }
-                    _ => {
-                        black_box(guard.check_with(text, marks.lower(i)));
-                    }
-                }
+                black_box(guard.check_with(text, marks.lower(i)));
                 out.clear();
-                black_box(det.redact_with_hits(
-                    text,
-                    marks.text(i),
-                    found.text(i),
-                    &mut state,
-                    &mut out,
-                ));
+                black_box(det.redact_with(text, marks.text(i), &mut state, &mut out));
             }
             Family::O200k.estimate(&f)
         };
         g.bench_function("one_pass", |b| {
             b.iter(|| black_box(one_pass(black_box(&scanner))))
-        });
-        // As before the combined search: the guard and the detector each with its own
-        // automaton.
-        let (mut marks2, mut state2, mut out2) =
-            (Marks::default(), RedactState::new(), String::new());
-        let mut one_pass_separate = |scanner: &Scanner| {
-            let mut f = Features::default();
-            marks2.clear();
-            for t in scanner.texts() {
-                plan.run(scanner.text(t).as_bytes(), &mut f, &mut marks2);
-            }
-            state2.clear();
-            for (i, t) in scanner.texts().iter().enumerate() {
-                let text = scanner.text(t);
-                black_box(guard.check_with(text, marks2.lower(i)));
-                out2.clear();
-                black_box(det.redact_with(text, marks2.text(i), &mut state2, &mut out2));
-            }
-            Family::O200k.estimate(&f)
-        };
-        g.bench_function("one_pass_separate", |b| {
-            b.iter(|| black_box(one_pass_separate(black_box(&scanner))))
         });
         for (what, plan) in [("pass_only", &plan), ("pass_tokens", &Plan::default())] {
             let mut marks = Marks::default();

@@ -7,7 +7,6 @@
 
 use crate::auth::{Auth, ConsumerConfig, ConsumerGroupConfig};
 use crate::inspect::guard::{Guard, GuardConfig};
-use crate::inspect::literals::Literals;
 use crate::inspect::pass::Plan;
 use crate::inspect::pii::{Detector, PiiPolicy};
 use crate::inspect::tokens::{Family, Tokenizer};
@@ -464,9 +463,6 @@ pub struct Policy {
     pub response_pii: Option<Arc<Detector>>,
     /// The inspection pass for the request detector.
     pub pass: Plan,
-    /// The guard's deny phrases and the request detector's secret prefixes in one
-    /// automaton, when the policy has both.
-    pub literals: Option<Literals>,
 }
 
 #[derive(Debug, Clone)]
@@ -719,7 +715,6 @@ pub fn compile(cfg: &Config) -> Result<Snapshot, ConfigError> {
         let policy = Arc::new(Policy {
             name: p.name.clone(),
             pass: Plan::new(request_pii.as_deref(), guard.as_ref()),
-            literals: Literals::new(guard.as_ref(), request_pii.as_deref()),
             guard,
             request_pii,
             response_pii: detector("response", &redact.response)?,

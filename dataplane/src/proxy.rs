@@ -429,29 +429,13 @@ fn apply_request_policy(
     scratch: &mut Scratch,
     entry: &mut Entry,
 ) -> Result<(), Error> {
-    // One literal search per text serves the guard and the detector.
-    let mut found = shard.literal_hits.borrow_mut();
-    found.clear();
-    if let Some(lits) = &policy.literals {
-        for (i, t) in scanner.texts().iter().enumerate() {
-            match t.kind {
-                TextKind::ToolDefinition => found.skip_text(),
-                _ => found.push_text(lits, marks.lower(i)),
-            }
-        }
-    }
     if let Some(guard) = &policy.guard {
         for (i, t) in scanner.texts().iter().enumerate() {
             if matches!(
                 t.kind,
                 TextKind::Message | TextKind::System | TextKind::Prompt | TextKind::Input
             ) {
-                let text = scanner.text(t);
-                let rule = match (found.text(i), marks.lower(i)) {
-                    (Some(hits), Some(lower)) => guard.check_with_hits(text, lower, hits),
-                    _ => guard.check_with(text, marks.lower(i)),
-                };
-                if let Some(rule) = rule {
+                if let Some(rule) = guard.check_with(scanner.text(t), marks.lower(i)) {
                     entry.blocked_by.push_str(rule);
                     return Err(Error::new(
                         ErrorKind::PromptBlocked,
@@ -472,13 +456,7 @@ fn apply_request_policy(
             continue;
         }
         text.clear();
-        let o = det.redact_with_hits(
-            scanner.text(t),
-            marks.text(i),
-            found.text(i),
-            &mut state,
-            &mut text,
-        );
+        let o = det.redact_with(scanner.text(t), marks.text(i), &mut state, &mut text);
         entry.request_pii.merge(&o.counts);
         match o.verdict {
             Verdict::Redacted => {

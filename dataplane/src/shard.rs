@@ -5,7 +5,6 @@
 use crate::accesslog::{AccessLog, Entry, FLUSH_BYTES};
 use crate::auth::KeyCache;
 use crate::config::Snapshot;
-use crate::inspect::literals::Found;
 use crate::inspect::pass::Marks;
 use crate::inspect::pii::RedactState;
 use crate::inspect::request::Scanner;
@@ -91,8 +90,6 @@ pub struct Shard {
     pub scanner: RefCell<Scanner>,
     /// Placeholder memory of the request being redacted (cleared per request).
     pub redact_state: RefCell<RedactState>,
-    /// The request's combined literal search ([`crate::inspect::literals`]).
-    pub literal_hits: RefCell<Found>,
     /// The inspection pass's bitmaps of the request being prepared.
     pub marks: RefCell<Marks>,
     /// Verified JWTs, and the verifier they were verified by (the cache is emptied
@@ -133,7 +130,6 @@ impl Shard {
             pools: Pools::default(),
             scanner: RefCell::new(Scanner::new()),
             redact_state: RefCell::new(RedactState::new()),
-            literal_hits: RefCell::new(Found::default()),
             marks: RefCell::new(Marks::default()),
             jwt_cache: RefCell::new((None, VerifiedCache::new())),
             key_cache: RefCell::new(KeyCache::default()),

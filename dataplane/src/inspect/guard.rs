@@ -9,7 +9,6 @@
 //! with one `RegexSet`, Unicode case-insensitive. Phrases match literally, whitespace included: use a regex such as
 //! `ignore\s+(all\s+)?previous\s+instructions` to tolerate spacing tricks.
 
-use super::literals::Hit;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::cell::RefCell;
 
@@ -71,9 +70,6 @@ pub struct Guard {
 #[derive(Debug, Clone, Default)]
 struct Matcher {
     phrases: Option<AhoCorasick>,
-    /// The automaton's patterns (phrases lowered, then gate literals), for
-    /// [`super::literals`].
-    patterns: Vec<Vec<u8>>,
     /// Phrase pattern id → rule index.
     phrase_rule: Vec<usize>,
     /// A set to learn which regexes match, then each one to find where.
@@ -167,7 +163,6 @@ impl Matcher {
                     .build(&patterns)
                     .map_err(|e| GuardError::Phrases(e.to_string()))?,
             );
-            m.patterns = patterns;
         }
         if !m.regexes.is_empty() {
             m.set = Some(
@@ -203,37 +198,6 @@ impl Matcher {
                 }),
             }
         }
-        self.find_regexes(text, gate, before, out);
-    }
-
-    /// [`find`](Self::find) with the automaton's matches taken from `hits` (every
-    /// position where one of its patterns starts, with the first that matches there, as
-    /// [`super::literals::Literals::scan`] reports them): the non-overlapping ones, as
-    /// its own leftmost-first search would find them.
-    fn find_hits(&self, text: &str, hits: &[Hit], out: &mut Vec<(usize, usize, usize)>) {
-        let before = out.len();
-        let mut gate = false;
-        let mut end = 0;
-        for h in hits {
-            if h.start < end || h.pattern >= self.patterns.len() {
-                continue;
-            }
-            end = h.end;
-            match self.phrase_rule.get(h.pattern) {
-                Some(&rule) => out.push((h.start, h.end, rule)),
-                None => gate = true,
-            }
-        }
-        self.find_regexes(text, gate, before, out);
-    }
-
-    fn find_regexes(
-        &self,
-        text: &str,
-        gate: bool,
-        before: usize,
-        out: &mut Vec<(usize, usize, usize)>,
-    ) {
         // A prefix that overlaps an earlier reported match is not reported itself, so
         // any phrase match also runs the regexes.
         let skip = self.gated && !gate && out.len() == before;
@@ -261,14 +225,6 @@ impl Guard {
         self.deny.phrases.is_some() || self.allow.phrases.is_some()
     }
 
-    /// The deny automaton's patterns, when it has one (see [`super::literals`]).
-    pub fn deny_literals(&self) -> Option<&[Vec<u8>]> {
-        self.deny
-            .phrases
-            .as_ref()
-            .map(|_| self.deny.patterns.as_slice())
-    }
-
     /// The id of the deny rule that refuses `text`, if any.
     pub fn check(&self, text: &str) -> Option<&str> {
         self.check_with(text, None)
@@ -280,24 +236,6 @@ impl Guard {
         // Usually no deny match at all: no allocation, no allow scan.
         let mut denied = Vec::new();
         self.deny.find(text, lowered, &mut denied);
-        self.judge(text, lowered, &denied)
-    }
-
-    /// [`check_with`](Self::check_with) with the deny automaton's work done by the
-    /// policy's combined search: `hits` of `lowered` from
-    /// [`super::literals::Literals::scan`] (those of other patterns are skipped).
-    pub fn check_with_hits(&self, text: &str, lowered: &[u8], hits: &[Hit]) -> Option<&str> {
-        let mut denied = Vec::new();
-        self.deny.find_hits(text, hits, &mut denied);
-        self.judge(text, Some(lowered), &denied)
-    }
-
-    fn judge(
-        &self,
-        text: &str,
-        lowered: Option<&[u8]>,
-        denied: &[(usize, usize, usize)],
-    ) -> Option<&str> {
         if denied.is_empty() {
             return None;
         }
@@ -424,41 +362,6 @@ mod tests {
         }
         assert_eq!(g.check("how to build an explosive"), Some("w"));
         assert_eq!(g.check("builder of bombs"), None);
-    }
-
-    /// The deny matches taken from the policy's combined search are the ones the deny
-    /// automaton finds alone (leftmost-first, not overlapping), match for match.
-    #[test]
-    fn deny_matches_from_the_combined_search_are_the_automatons() {
-        use crate::inspect::literals::Literals;
-        use crate::inspect::pii::{Action, Detector, PiiPolicy};
-        let det = Detector::new(&PiiPolicy::all_builtins(Action::Mask)).unwrap();
-        let g = Guard::new(&GuardConfig {
-            deny: vec![
-                rule(
-                    "a",
-                    &["ignore previous", "previous instructions", "sk-a"],
-                    &[],
-                ),
-                rule("b", &["ask", "as", "asia", "aa", "e"], &[r"\bbuild\s+a"]),
-            ],
-            allow: vec![],
-        })
-        .unwrap();
-        let lits = Literals::new(Some(&g), Some(&det)).unwrap();
-        let mut rng = crate::inspect::pass::gen::Rng(0x0dd_ba11_c0ff_ee00);
-        let mut hits = Vec::new();
-        for round in 0..3000 {
-            let mut text = rng.text(if round % 10 == 0 { 60 } else { 8 });
-            text.push_str(["aaa", "ignore previous instructions", "Asia sk-aa"][round % 3]);
-            let lower = text.to_ascii_lowercase();
-            hits.clear();
-            lits.scan(lower.as_bytes(), &mut hits);
-            let (mut a, mut b) = (Vec::new(), Vec::new());
-            g.deny.find(&text, None, &mut a);
-            g.deny.find_hits(&text, &hits, &mut b);
-            assert_eq!(a, b, "{text:?}");
-        }
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! tested, fuzzed and benchmarked alone.
 
 pub mod guard;
-pub mod literals;
 pub mod pass;
 pub mod pii;
 pub mod request;

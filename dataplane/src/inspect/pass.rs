@@ -14,8 +14,7 @@
 //! 256-bit halves): marking the secret prefixes (two or three bytes each, 0.4 µs a
 //! 4 KB body against 0.2–0.4 µs for the automaton it would replace) and the guard's
 //! deny phrases (two rare bytes per phrase, 0.8–1.0 µs for 8 phrases against ~0.5 µs
-//! saved), so those keep an automaton: one for both, over the lowered copy
-//! ([`super::literals`]). See bench-results/2026-12-02-one-pass.
+//! saved), so those keep their automatons. See bench-results/2026-12-02-one-pass.
 //!
 //! Without those CPU features the pass only counts the features (`Features::add`) and
 //! the detector and the guard scan alone.

@@ -9,7 +9,6 @@
 //! input can make them index out of bounds.
 
 use super::{Action, EntityKind, Finding};
-use crate::inspect::literals::Hit;
 use crate::inspect::pass::next_set;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::net::Ipv6Addr;
@@ -154,25 +153,13 @@ impl Builtins {
         self.digits || self.email || self.ipv6
     }
 
-    /// The enabled secret prefixes, in priority order (see [`crate::inspect::literals`]).
-    pub(crate) fn prefix_literals(&self) -> Vec<&'static str> {
-        PREFIXES
-            .iter()
-            .filter(|(_, _, k)| self.action(*k).is_some())
-            .map(|(p, _, _)| *p)
-            .collect()
-    }
-
     /// Appends the findings starting at or after `from`. `bytes` is the text's bitmap of
-    /// digits, `:` and `@` from [`crate::inspect::pass`], walked instead of the SWAR scan;
-    /// `hits` the positions of the policy's combined literal search over the text
-    /// lowered, tried for the secret prefixes instead of their own automaton.
+    /// digits, `:` and `@` from [`crate::inspect::pass`], walked instead of the SWAR scan.
     pub(crate) fn find(
         &self,
         text: &str,
         from: usize,
         bytes: Option<&[u64]>,
-        hits: Option<&[Hit]>,
         out: &mut Vec<Finding>,
     ) {
         let b = text.as_bytes();
@@ -188,10 +175,7 @@ impl Builtins {
             }
         }
         if let Some((ac, kinds)) = &self.prefixes {
-            match hits {
-                Some(hits) => self.scan_prefixes_at(kinds, b, from, hits, out),
-                None => self.scan_prefixes(ac, kinds, b, from, out),
-            }
+            self.scan_prefixes(ac, kinds, b, from, out);
         }
     }
 
@@ -368,66 +352,25 @@ impl Builtins {
             let Some(m) = ac.find(aho_corasick::Input::new(b).span(pos..b.len())) else {
                 break;
             };
+            let s = m.start();
             let Some(&(prefix, kind)) = kinds.get(m.pattern().as_usize()) else {
                 break;
             };
-            pos = self.verify_prefix(prefix, kind, b, m.start(), m.end(), out);
-        }
-    }
-
-    /// [`scan_prefixes`](Self::scan_prefixes) over the positions of `hits` (ascending;
-    /// every position where the lowered text starts any pattern of the combined search):
-    /// at each, the first enabled prefix that matches the text there, case and all, is
-    /// what the prefix automaton would have found.
-    fn scan_prefixes_at(
-        &self,
-        kinds: &[(Prefix, EntityKind)],
-        b: &[u8],
-        from: usize,
-        hits: &[Hit],
-        out: &mut Vec<Finding>,
-    ) {
-        let mut pos = from;
-        for h in hits {
-            if h.start < pos {
-                continue;
+            let end = match prefix {
+                Prefix::Pem => pem(b, m.end()),
+                Prefix::Sk | Prefix::SkStripe => sk_key(b, s, m.end()),
+                Prefix::Aws => aws(b, s, m.end()),
+                Prefix::GhClassic => token_tail(b, s, m.end(), 36, 251, false),
+                Prefix::GhPat => token_tail(b, s, m.end(), 22, 255, true),
+                Prefix::Jwt => jwt(b, s),
+            };
+            match end {
+                Some(e) => {
+                    self.push(out, kind, s, e);
+                    pos = e;
+                }
+                None => pos = s + 1,
             }
-            let rest = b.get(h.start..).unwrap_or_default();
-            let found = PREFIXES
-                .iter()
-                .filter(|(_, _, k)| self.action(*k).is_some())
-                .zip(kinds)
-                .find(|((p, _, _), _)| rest.starts_with(p.as_bytes()));
-            if let Some(((p, _, _), &(prefix, kind))) = found {
-                pos = self.verify_prefix(prefix, kind, b, h.start, h.start + p.len(), out);
-            }
-        }
-    }
-
-    /// Checks the secret whose prefix is `b[s..e]`; pushes it and returns where to go on.
-    fn verify_prefix(
-        &self,
-        prefix: Prefix,
-        kind: EntityKind,
-        b: &[u8],
-        s: usize,
-        e: usize,
-        out: &mut Vec<Finding>,
-    ) -> usize {
-        let end = match prefix {
-            Prefix::Pem => pem(b, e),
-            Prefix::Sk | Prefix::SkStripe => sk_key(b, s, e),
-            Prefix::Aws => aws(b, s, e),
-            Prefix::GhClassic => token_tail(b, s, e, 36, 251, false),
-            Prefix::GhPat => token_tail(b, s, e, 22, 255, true),
-            Prefix::Jwt => jwt(b, s),
-        };
-        match end {
-            Some(end) => {
-                self.push(out, kind, s, end);
-                end
-            }
-            None => s + 1,
         }
     }
 }

@@ -414,26 +414,19 @@ impl Detector {
     /// Like [`find`](Self::find) but reports only findings that start at or after `from`;
     /// `text[..from]` still serves as left context (word boundaries, e-mail local parts).
     pub(crate) fn find_from(&self, text: &str, from: usize, out: &mut Vec<Finding>) {
-        self.find_marked(text, from, None, None, out);
+        self.find_marked(text, from, None, out);
     }
 
-    /// The secret prefixes this detector looks for, in priority order; case-sensitive.
-    pub fn prefix_literals(&self) -> Vec<&'static str> {
-        self.builtin.prefix_literals()
-    }
-
-    /// [`find_from`](Self::find_from) with the text's bitmap from [`crate::inspect::pass`]
-    /// and the hits of the policy's combined literal search ([`crate::inspect::literals`]).
+    /// [`find_from`](Self::find_from) with the text's bitmap from [`crate::inspect::pass`].
     pub(crate) fn find_marked(
         &self,
         text: &str,
         from: usize,
         marks: Option<&[u64]>,
-        hits: Option<&[crate::inspect::literals::Hit]>,
         out: &mut Vec<Finding>,
     ) {
         let base = out.len();
-        self.builtin.find(text, from, marks, hits, out);
+        self.builtin.find(text, from, marks, out);
         for set in &self.terms {
             self.find_terms(set, text, from, out);
         }

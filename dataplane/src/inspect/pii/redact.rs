@@ -218,23 +218,9 @@ impl Detector {
         state: &mut RedactState,
         out: &mut String,
     ) -> Outcome {
-        self.redact_with_hits(text, marks, None, state, out)
-    }
-
-    /// [`redact_with`](Self::redact_with) with the secret prefixes looked for at the
-    /// `hits` of the policy's combined literal search over the text lowered
-    /// ([`crate::inspect::literals`]) instead of by the detector's own automaton.
-    pub fn redact_with_hits(
-        &self,
-        text: &str,
-        marks: Option<&[u64]>,
-        hits: Option<&[crate::inspect::literals::Hit]>,
-        state: &mut RedactState,
-        out: &mut String,
-    ) -> Outcome {
         let mut findings = std::mem::take(&mut state.findings);
         findings.clear();
-        self.find_marked(text, 0, marks, hits, &mut findings);
+        self.find_marked(text, 0, marks, &mut findings);
         let (verdict, counts) = judge(&findings);
         if verdict == Verdict::Redacted {
             self.emit(text, 0, text.len(), &findings, state, out);

@@ -951,7 +951,7 @@ fn pass_spots_give_the_findings_of_the_scans() {
                 };
                 simd_ran |= simd;
                 got.clear();
-                det.find_marked(text, 0, Some(m), None, &mut got);
+                det.find_marked(text, 0, Some(m), &mut got);
                 assert_eq!(got, want, "simd {simd} in {text:?}");
             }
         }
