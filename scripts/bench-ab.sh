@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: git worktree add /tmp/wt-before OLD_COMMIT && (cd /tmp/wt-before && CARGO_TARGET_DIR=/tmp/wt-before-target cargo build --release -p weir-dataplane --bin weir)
-#        cargo build --release --bins && ROUNDS=4 DUR=8 scripts/bench-ab.sh > result.csv
+#        cargo build --release --bins && ROUNDS=4 DUR=8 scripts/bench-ab.sh > result.csv && scripts/ab-summary.py result.csv
 # A/B of two weir binaries (BEFORE=path, default /tmp/wt-before-target/release/weir; AFTER
 # is this tree's release build) and
 # nginx: interleaved rounds; the same mock (current tree) and wrk on CPU 0, the proxy on CPU 1.

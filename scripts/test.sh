@@ -9,4 +9,5 @@ cargo clippy --workspace --all-targets -- -D warnings
 cargo build --workspace --bins
 cargo test --workspace
 for s in scripts/*.sh; do bash -n "$s"; done
+for p in scripts/*.py; do python3 -c "import ast, sys; ast.parse(open(sys.argv[1]).read())" "$p"; done
 echo "all tests passed"
