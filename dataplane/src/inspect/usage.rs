@@ -216,16 +216,19 @@ pub fn body_facts(body: &[u8]) -> BodyFacts {
 
 /// A `usage` object of the common shape (plain keys, integer counts, details as
 /// objects), read straight from the skim; `None` sends anything else to
-/// [`UsageSeed`], which has the last word on odd types.
+/// [`UsageSeed`], which has the last word on odd types. The byte walk, not the block
+/// one: for a value this small (~60 bytes) classifying whole 64-byte blocks costs more
+/// than it saves (criterion `usage/skim/usage_only` 122 -> 106 ns, `chat_345b` 240 ->
+/// 230 ns); both walks give the same answers (`skim`'s tests).
 fn raw_usage(value: &[u8]) -> Option<RawUsage> {
     let mut u = RawUsage::default();
     let mut odd = false;
-    skim::members(value, |key, v| {
+    skim::scalar::members(value, |key, v| {
         let k = usage_key(key);
         if !matches!(k, UsageKey::Details) {
             odd |= !take_count(u.count_slot(&k), key, v);
         } else if v != b"null" {
-            let details = skim::members(v, |dk, n| {
+            let details = skim::scalar::members(v, |dk, n| {
                 odd |= !take_count(u.detail_slot(&usage_key(dk)), dk, n);
             });
             odd |= details.is_none();
