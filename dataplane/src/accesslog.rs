@@ -5,7 +5,7 @@
 //!
 //! Shards format lines into a per-shard buffer (no lock, no syscall per request) and
 //! hand full buffers to one writer thread through a bounded crossbeam channel at
-//! every maintenance tick (50 ms) or when a buffer passes 64 KiB. The writer appends
+//! every maintenance tick (50 ms) or when a buffer passes `FLUSH_BYTES`. The writer appends
 //! to the file and rotates it by size (`PATH` → `PATH.1`). If the writer falls behind
 //! and the channel is full, the batch is dropped and counted rather than stalling a
 //! shard; the count is logged.
