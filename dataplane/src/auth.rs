@@ -397,16 +397,8 @@ impl Default for KeyCache {
     fn default() -> Self {
         // The key comes from getrandom; if that fails, from std's RandomState (itself
         // seeded from the OS, the tags' only key before): its SipHash of two constants.
-        let tag_key = match random_bytes::<16>() {
-            Some(b) => {
-                let (k0, k1) = b.split_at(8);
-                let word = |s: &[u8]| {
-                    let mut w = [0u8; 8];
-                    w.copy_from_slice(s);
-                    u64::from_le_bytes(w)
-                };
-                (word(k0), word(k1))
-            }
+        let tag_key = match random_bytes::<16>().map(u128::from_le_bytes) {
+            Some(k) => (k as u64, (k >> 64) as u64),
             None => {
                 let seed = RandomState::new();
                 (seed.hash_one(0u8), seed.hash_one(1u8))
