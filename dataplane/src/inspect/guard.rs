@@ -4,12 +4,13 @@
 //! A text is refused when a deny rule matches it and no allow rule matches an
 //! overlapping span: allow rules carve out exceptions ("how do I detect 'ignore previous
 //! instructions' attacks") rather than list required topics. Phrases are matched with
-//! one aho-corasick automaton per list (LeftmostFirst, which measured ~30x faster than
-//! the Standard match kind here) over an ASCII-lowercased copy of the text; regexes
+//! one leftmost-first literal matcher per list ([`super::literal`]; aho-corasick's
+//! Standard match kind measured ~30x slower here) over an ASCII-lowercased copy of the
+//! text; regexes
 //! with one `RegexSet`, Unicode case-insensitive. Phrases match literally, whitespace included: use a regex such as
 //! `ignore\s+(all\s+)?previous\s+instructions` to tolerate spacing tricks.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use super::literal::Literals;
 use std::cell::RefCell;
 
 thread_local! {
@@ -69,7 +70,7 @@ pub struct Guard {
 /// that an allow phrase is seen even where a deny phrase overlaps it.
 #[derive(Debug, Clone, Default)]
 struct Matcher {
-    phrases: Option<AhoCorasick>,
+    phrases: Option<Literals>,
     /// Phrase pattern id → rule index.
     phrase_rule: Vec<usize>,
     /// A set to learn which regexes match, then each one to find where.
@@ -157,12 +158,8 @@ impl Matcher {
         if !patterns.is_empty() {
             // Case-sensitive over lowercased text: aho-corasick's own ASCII case folding
             // loses its prefilter and measured 8x slower here (0.45 vs 3.6 GB/s).
-            m.phrases = Some(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::LeftmostFirst)
-                    .build(&patterns)
-                    .map_err(|e| GuardError::Phrases(e.to_string()))?,
-            );
+            m.phrases =
+                Some(Literals::new(&patterns).map_err(|e| GuardError::Phrases(e.to_string()))?);
         }
         if !m.regexes.is_empty() {
             m.set = Some(

@@ -4,6 +4,7 @@
 //! tested, fuzzed and benchmarked alone.
 
 pub mod guard;
+pub(crate) mod literal;
 pub mod pass;
 pub mod pii;
 pub mod request;

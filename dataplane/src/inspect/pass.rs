@@ -10,11 +10,12 @@
 //! scan's results (tests compare both on random and corpus texts), and the guard reads
 //! the lowered copy instead of making one (`Guard::check_with`).
 //!
-//! Tried and measured slower on this CPU (Zen 4, where a 512-bit compare is two
-//! 256-bit halves): marking the secret prefixes (two or three bytes each, 0.4 µs a
-//! 4 KB body against 0.2–0.4 µs for the automaton it would replace) and the guard's
-//! deny phrases (two rare bytes per phrase, 0.8–1.0 µs for 8 phrases against ~0.5 µs
-//! saved), so those keep their automatons. See bench-results/2026-12-02-one-pass.
+//! Tried and measured slower on Zen 4 (where a 512-bit compare is two 256-bit halves):
+//! marking the secret prefixes here (two or three bytes each, 0.4 µs a 4 KB body) and
+//! the guard's deny phrases (two rare bytes per phrase, a compare each, 0.8–1.0 µs for
+//! 8 phrases); see bench-results/2026-12-02-one-pass. Both now have their own AVX-512
+//! prefilter instead, a table lookup per window byte whatever the number of patterns
+//! ([`super::literal`]).
 //!
 //! Without those CPU features the pass only counts the features (`Features::add`) and
 //! the detector and the guard scan alone.

@@ -3,14 +3,14 @@
 //! * One SWAR pass (8 bytes a step) stops only at ASCII digits, `:` and `@`. Digits
 //!   start a number span (card, phone, SSN, IPv4, IBAN check digits), `:` an IPv6
 //!   candidate, `@` an e-mail. Prose has few of these, so the pass runs near memory speed.
-//! * One aho-corasick automaton finds the fixed secret prefixes.
+//! * One literal matcher ([`crate::inspect::literal`]) finds the fixed secret prefixes.
 //!
 //! Verifiers read bytes through [`at`], which yields 0 (a boundary) out of range, so no
 //! input can make them index out of bounds.
 
 use super::{Action, EntityKind, Finding};
+use crate::inspect::literal::Literals;
 use crate::inspect::pass::next_set;
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use std::net::Ipv6Addr;
 
 #[inline(always)]
@@ -54,7 +54,7 @@ fn interesting(w: u64) -> u64 {
     (x.wrapping_sub(11 * LO) & !x & HI) | (y.wrapping_sub(LO) & !y & HI)
 }
 
-/// Secret prefixes, in automaton pattern order.
+/// Secret prefixes, in matcher pattern order.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Prefix {
     Pem,
@@ -88,8 +88,8 @@ pub(crate) struct Builtins {
     digits: bool,
     email: bool,
     ipv6: bool,
-    /// Automaton over the enabled prefixes, and each pattern's (prefix, kind).
-    prefixes: Option<(AhoCorasick, Vec<(Prefix, EntityKind)>)>,
+    /// Matcher of the enabled prefixes, and each pattern's (prefix, kind).
+    prefixes: Option<(Literals, Vec<(Prefix, EntityKind)>)>,
 }
 
 impl Builtins {
@@ -99,15 +99,12 @@ impl Builtins {
         let prefixes = if enabled.is_empty() {
             None
         } else {
-            // Fixed ASCII literals: the build can only fail on absurd sizes, so a failure
-            // just disables the prefilter... which would silently drop detection, so
-            // fall back to scanning each literal with memmem instead is overkill; the
-            // literals here are known-good and tested.
-            AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostFirst)
-                .build(enabled.iter().map(|(p, _, _)| p))
+            // Fixed ASCII literals, known-good and tested: the build can only fail on
+            // absurd sizes.
+            let patterns: Vec<&str> = enabled.iter().map(|(p, _, _)| *p).collect();
+            Literals::new(&patterns)
                 .ok()
-                .map(|ac| (ac, enabled.iter().map(|&&(_, p, k)| (p, k)).collect()))
+                .map(|l| (l, enabled.iter().map(|&&(_, p, k)| (p, k)).collect()))
         };
         Builtins {
             actions,
@@ -174,8 +171,8 @@ impl Builtins {
                 None => self.scan_bytes(b, from, out),
             }
         }
-        if let Some((ac, kinds)) = &self.prefixes {
-            self.scan_prefixes(ac, kinds, b, from, out);
+        if let Some((lit, kinds)) = &self.prefixes {
+            self.scan_prefixes(lit, kinds, b, from, out);
         }
     }
 
@@ -341,7 +338,7 @@ impl Builtins {
 
     fn scan_prefixes(
         &self,
-        ac: &AhoCorasick,
+        lit: &Literals,
         kinds: &[(Prefix, EntityKind)],
         b: &[u8],
         from: usize,
@@ -349,7 +346,7 @@ impl Builtins {
     ) {
         let mut pos = from;
         while pos < b.len() {
-            let Some(m) = ac.find(aho_corasick::Input::new(b).span(pos..b.len())) else {
+            let Some(m) = lit.find_at(b, pos) else {
                 break;
             };
             let s = m.start();

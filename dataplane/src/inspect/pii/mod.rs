@@ -2,7 +2,7 @@
 //!
 //! Built once from a [`PiiPolicy`] into a [`Detector`], which is then shared read-only
 //! by every request. The built-in kinds never run a regex over the text: cheap
-//! prefilters (one SWAR pass for digits, `:` and `@`, one aho-corasick automaton for the
+//! prefilters (one SWAR pass for digits, `:` and `@`, one literal matcher for the
 //! fixed secret prefixes) find the few candidate spots and small hand-written verifiers
 //! (Luhn, mod-97, octet ranges, `Ipv6Addr`) decide. Operator regexes are the only
 //! regex-engine cost, and only when configured.
